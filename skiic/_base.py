@@ -1,0 +1,154 @@
+"""What the three estimators share on the scikit-learn side.
+
+:class:`_BaseDeepEstimator` holds the common parameters and their constraints,
+turns input into scaled float32 samples (images or vectors), picks the device
+and the seeds, runs the training engine and batched inference, and declares
+honest tags. Subclasses write ``fit`` (decorated with ``_fit_context``) and the
+prediction methods on top of these helpers.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _engine
+from ._validation import HasMethods, Interval, StrOptions, check_input, check_n_samples
+from .networks import make_backbone
+
+
+class _BaseDeepEstimator(BaseEstimator):
+    """Base class of the skiic estimators; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "input_shape": [tuple, list, None],
+        "module": [HasMethods(["forward", "parameters"]), None],
+        "max_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ input
+    def _validate_fit_data(self, X, n_clusters=None):
+        """Check ``X`` at fit; set ``n_features_in_`` and ``input_shape_``.
+
+        Returns the flat float32 samples and the image shape (or None).
+        """
+        X, image_shape = check_input(self, X, reset=True)
+        check_n_samples(self, X, n_clusters)
+        self.input_shape_ = image_shape
+        return X, image_shape
+
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        X, _ = check_input(self, X, reset=False)
+        return X
+
+    def _fit_scaling(self, X, image_shape):
+        """Learn the input scaling: images to about [0, 1], vectors centred.
+
+        Images are shifted and scaled by global scalars (their range), which
+        keeps pixel values meaningful for the augmentations. Vectors are
+        centred per feature and divided by one global scalar (the root mean
+        feature variance), which keeps the geometry of, e.g., PCA output.
+        """
+        if image_shape is not None:
+            low, high = float(X.min()), float(X.max())
+            offset = np.float32(low)
+            scale = np.float32(high - low)
+        else:
+            offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+            scale = np.float32(np.sqrt(X.var(axis=0, dtype=np.float64).mean()))
+        if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
+            scale = np.float32(1.0)
+        self._offset = offset
+        self._scale = scale
+
+    def _scaled(self, X):
+        return ((X - self._offset) / self._scale).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ torch
+    def _fit_device(self):
+        return _engine.resolve_device(self.device, for_fit=True)
+
+    def _predict_device(self):
+        return _engine.resolve_device(self.device, for_fit=False)
+
+    def _seeds(self, count=1):
+        """Integer seeds for torch, drawn from ``random_state``."""
+        rng = check_random_state(self.random_state)
+        return [int(s) for s in rng.randint(np.iinfo(np.int32).max, size=count)]
+
+    def _backbone(self, n_features, image_shape):
+        """A fresh backbone: a copy of the user's ``module`` or the default one."""
+        if self.module is not None:
+            return copy.deepcopy(self.module)
+        return make_backbone(n_features, image_shape)
+
+    def _sample_shape(self):
+        """Shape of one sample as the network sees it."""
+        return (
+            self.input_shape_
+            if self.input_shape_ is not None
+            else (self.n_features_in_,)
+        )
+
+    def _train(self, module, objective, n_samples, device, max_epochs):
+        return _engine.train(
+            module,
+            objective,
+            n_samples=n_samples,
+            max_epochs=max_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            device=device,
+            verbose=self.verbose,
+        )
+
+    def _infer(self, X, fn, *, device=None):
+        """Run ``fn(module, batch)`` over scaled ``X`` on the prediction device."""
+        device = device or self._predict_device()
+        return _engine.infer(
+            self._module_on(device),
+            self._scaled(X),
+            fn,
+            device=device,
+            shape=self.input_shape_,
+        )
+
+    def _module_on(self, device):
+        """The trained network on ``device``: ``module_`` on the CPU, else a copy."""
+        if device.type == "cpu":
+            return self.module_
+        return copy.deepcopy(self.module_).to(device)
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        try:
+            on_gpu = _engine.resolve_device(self.device, for_fit=False).type == "cuda"
+        except (ValueError, TypeError):
+            on_gpu = False
+        # cuDNN kernels make GPU training non-deterministic; CPU runs repeat exactly.
+        tags.non_deterministic = on_gpu
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+def resolve_max_epochs(max_epochs, n_samples, batch_size, *, target_steps, low, high):
+    """``max_epochs="auto"``: about ``target_steps`` steps, in [low, high] epochs."""
+    if max_epochs != "auto":
+        return int(max_epochs)
+    steps_per_epoch = max(1, n_samples // batch_size)
+    return int(np.clip(np.ceil(target_steps / steps_per_epoch), low, high))

@@ -1,0 +1,336 @@
+"""The torch side that the estimators share.
+
+* device choice (``"auto"`` picks CUDA when present) and mixed precision
+  (bf16 autocast on CUDA where supported, else fp16 with a gradient scaler);
+* seeding inside ``torch.random.fork_rng`` so the caller's RNG is untouched;
+* :class:`Trainer`, a skorch ``NeuralNet`` whose batches are index tensors
+  into data that already lives on the device, whose loss is an
+  :class:`Objective`, and which synchronises with the device once per epoch;
+* batched inference that returns NumPy arrays on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, ProgressBar
+from skorch.history import History
+from torch import Tensor, nn
+
+from .exceptions import TrainingError
+
+__all__ = [
+    "DeviceBatches",
+    "Objective",
+    "Trainer",
+    "autocast",
+    "autocast_dtype",
+    "forked_rng",
+    "infer",
+    "resolve_device",
+    "to_device",
+]
+
+# Samples pushed through the network at a time when predicting.
+INFERENCE_BATCH = 4096
+
+
+def resolve_device(device: str, *, for_fit: bool = True) -> torch.device:
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    ``"auto"`` means CUDA when it is available, else the CPU. At prediction
+    time (``for_fit=False``) a CUDA device that this machine lacks falls back
+    to the CPU, so that a model fitted on a GPU predicts anywhere.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device torch knows: {exc}"
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        if for_fit:
+            raise ValueError(
+                f"device={device!r} was requested, but CUDA is not available on this "
+                "machine; use device='auto' or 'cpu'."
+            )
+        return torch.device("cpu")
+    if resolved.type == "mps" and not (
+        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    ):
+        if for_fit:
+            raise ValueError(
+                f"device={device!r} was requested, but MPS is not available."
+            )
+        return torch.device("cpu")
+    return resolved
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision type on ``device``: bf16 or fp16 on CUDA, none elsewhere."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``device``, or a null context when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def forked_rng(seed: int, device: torch.device):
+    """Seed torch inside ``fork_rng``; the caller's global RNG state is restored."""
+    devices = []
+    if device.type == "cuda":
+        devices = [
+            device.index if device.index is not None else torch.cuda.current_device()
+        ]
+    with torch.random.fork_rng(
+        devices=devices, device_type=device.type if devices else "cuda"
+    ):
+        torch.manual_seed(seed)
+        yield
+
+
+def to_device(X: np.ndarray, device: torch.device, shape=None) -> Tensor:
+    """Copy a host array to the device once, optionally reshaped (images)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(X))
+    if shape is not None:
+        tensor = tensor.reshape(tensor.shape[0], *shape)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+class DeviceBatches:
+    """Shuffled batches of sample indices, drawn on the device each epoch.
+
+    The number of batches is ``max(1, n_samples // batch_size)`` and the
+    permutation is split into nearly equal parts, so every batch holds at least
+    ``min(batch_size, n_samples)`` samples (BatchNorm and the IIC joint
+    distribution both dislike tiny batches) and no sample is dropped.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples in the data set.
+    batch_size : int
+        Target size of a batch.
+    device : torch.device
+        Where the indices live.
+    """
+
+    def __init__(self, n_samples: int, batch_size: int, device: torch.device) -> None:
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self.device = device
+
+    def __len__(self) -> int:
+        return max(1, self.n_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        perm = torch.randperm(self.n_samples, device=self.device)
+        yield from torch.tensor_split(perm, len(self))
+
+
+class Objective(nn.Module):
+    """What an estimator trains: the loss of a batch of sample indices.
+
+    Subclasses hold the device-resident data (and anything derived from it,
+    such as neighbour lists) and implement :meth:`forward`; the epoch hooks
+    let them re-cluster (DeepCluster) or log per-head losses (IIC).
+    """
+
+    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def on_epoch_begin(self, trainer: Trainer) -> None:
+        """Called before each epoch's batches."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """Called after each epoch's batches, before the callbacks log the epoch."""
+
+
+class Trainer(NeuralNet):
+    """skorch ``NeuralNet`` that trains an :class:`Objective` on device-resident data.
+
+    ``fit`` is called with the number of samples; each batch is a tensor of
+    indices (:class:`DeviceBatches`) that the objective uses to slice its data.
+    Loss values stay on the device until the end of the epoch, where they are
+    copied to the history in one transfer and checked for divergence.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        objective: Objective,
+        *,
+        n_samples: int,
+        amp_dtype: torch.dtype | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(module, criterion=objective, train_split=None, **kwargs)
+        self.n_samples = n_samples
+        self.amp_dtype = amp_dtype
+
+    # data: indices on the device instead of a Dataset / DataLoader
+    def get_split_datasets(self, X, y=None, **fit_params):
+        return X, None
+
+    def get_iterator(self, dataset, training=False):
+        return DeviceBatches(self.n_samples, self.batch_size, torch.device(self.device))
+
+    def initialize(self):
+        super().initialize()
+        use_scaler = self.amp_dtype == torch.float16
+        self.grad_scaler_ = torch.amp.GradScaler("cuda") if use_scaler else None
+        return self
+
+    # training step: autocast, optional gradient scaling, no host sync
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        device = torch.device(self.device)
+        with autocast(device, self.amp_dtype):
+            loss = self.criterion_(self.module_, batch)
+        if self.grad_scaler_ is not None:
+            self.grad_scaler_.scale(loss).backward()
+        else:
+            loss.backward()
+        return {"loss": loss.detach(), "y_pred": None}
+
+    def train_step(self, batch, **fit_params):
+        self._zero_grad_optimizer(set_to_none=True)
+        step = self.train_step_single(batch, **fit_params)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=list(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        if self.grad_scaler_ is not None:
+            self.grad_scaler_.step(self.optimizer_)
+            self.grad_scaler_.update()
+        else:
+            self.optimizer_.step()
+        return step
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        losses, sizes = [], []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"])
+            sizes.append(int(batch.shape[0]))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        values = torch.stack(losses).float().cpu().tolist()  # one sync per epoch
+        for row, value, size in zip(self.history[-1]["batches"], values, sizes):
+            row[prefix + "_loss"] = value
+            row[prefix + "_batch_size"] = size
+        self.history.record(prefix + "_batch_count", len(values))
+        if not all(math.isfinite(v) for v in values):
+            raise TrainingError(
+                f"Training diverged: the loss became {values[-1]} in epoch "
+                f"{len(self.history)}. Try a smaller lr or check the input scale."
+            )
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        self.criterion_.on_epoch_begin(self)
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+        self.criterion_.on_epoch_end(self)
+
+
+def train(
+    module: nn.Module,
+    objective: Objective,
+    *,
+    n_samples: int,
+    max_epochs: int,
+    batch_size: int,
+    lr: float,
+    device: torch.device,
+    verbose: int = 0,
+    optimizer=torch.optim.Adam,
+    callbacks: list[tuple[str, Callback]] | None = None,
+) -> tuple[nn.Module, History]:
+    """Train ``module`` on ``objective`` and return it (on the CPU) with its history.
+
+    The caller seeds torch (:func:`forked_rng`) and has put the objective's data
+    on ``device``. ``verbose`` adds a progress bar and a per-epoch log table.
+    """
+    callbacks = list(callbacks or [])
+    if verbose:
+        batches = max(1, n_samples // batch_size)
+        callbacks.append(
+            ("progress", ProgressBar(batches_per_epoch=batches, postfix_keys=[]))
+        )
+    trainer = Trainer(
+        module,
+        objective,
+        n_samples=n_samples,
+        amp_dtype=autocast_dtype(device),
+        optimizer=optimizer,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        device=str(device),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    trainer.fit(torch.arange(n_samples, device=device))
+    history = History(
+        {key: value for key, value in epoch.items() if key != "batches"}
+        for epoch in trainer.history
+    )
+    trained = trainer.module_.to("cpu").eval()
+    return trained, history
+
+
+@torch.no_grad()
+def infer(
+    module: nn.Module,
+    X: np.ndarray | Tensor,
+    fn: Callable[[nn.Module, Tensor], Tensor | tuple[Tensor, ...]],
+    *,
+    device: torch.device,
+    shape=None,
+    batch_size: int = INFERENCE_BATCH,
+) -> Tensor | tuple[Tensor, ...]:
+    """Apply ``fn(module, batch)`` to ``X`` in batches on ``device``.
+
+    Results come back on the CPU.
+
+    ``X`` may be a host array (copied batch by batch) or a tensor already on
+    ``device``. The module runs in eval mode under autocast; outputs are cast
+    back to float32.
+    """
+    module.eval()
+    amp_dtype = autocast_dtype(device)
+    outputs: list = []
+    for start in range(0, X.shape[0], batch_size):
+        chunk = X[start : start + batch_size]
+        if isinstance(chunk, np.ndarray):
+            chunk = to_device(chunk, device, shape)
+        with autocast(device, amp_dtype):
+            out = fn(module, chunk)
+        outputs.append(out)
+    if isinstance(outputs[0], tuple):
+        return tuple(
+            torch.cat([o[i].float().cpu() for o in outputs])
+            for i in range(len(outputs[0]))
+        )
+    return torch.cat([o.float().cpu() for o in outputs])

@@ -1,0 +1,478 @@
+"""Invariant Information Clustering as a scikit-learn clusterer."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from torch import Tensor, nn
+
+from . import _engine
+from ._base import _BaseDeepEstimator, resolve_max_epochs
+from ._validation import HasMethods, Interval, StrOptions, _fit_context
+from .augment import (
+    ImageAugmentation,
+    VectorAugmentation,
+    nearest_neighbors,
+    sample_neighbors,
+)
+from .exceptions import ConvergenceWarning, TrainingError
+from .losses import iic_loss
+from .networks import MultiHeadNetwork, feature_width
+
+# max_epochs="auto": about this many optimiser steps, within these epoch bounds.
+_AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 500, 10, 60
+# n_neighbors="auto" for vector input.
+_AUTO_NEIGHBORS = 10
+
+
+class IICClustering(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, _BaseDeepEstimator
+):
+    """Invariant Information Clustering (IIC).
+
+    A network maps each sample to a soft assignment over ``n_clusters``
+    clusters and is trained to maximise the mutual information between the
+    assignments of two views of the same sample. For images the views are
+    random augmentations (affine, brightness, noise) generated on the device;
+    for vectors they are the sample and one of its nearest neighbours, both
+    with feature noise and masking. An overclustering head with
+    ``overclustering * n_clusters`` clusters is trained alongside and shapes
+    the shared features; every head has ``n_heads`` sub-heads, and predictions
+    come from the sub-head with the lowest loss on the training data.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        Number of clusters.
+    alpha : float, default=2.0
+        Weight of the marginal entropy terms of the loss (see
+        :func:`skiic.losses.iic_loss`). 1 is the paper's loss; values from 2
+        to 10 push towards clusters of equal size and away from degenerate
+        solutions.
+    overclustering : int, default=5
+        The overclustering head has ``overclustering * n_clusters`` clusters.
+        1 trains no overclustering head.
+    n_heads : int, default=5
+        Sub-heads per head; prediction uses the one with the lowest loss.
+    n_init : int, default=3
+        Independent trainings from different initialisations; the one whose
+        best sub-head reaches the lowest loss is kept (as in ``KMeans``).
+    n_neighbors : int or "auto", default="auto"
+        Nearest neighbours (Euclidean, computed once on the device) from
+        which the second view of a sample is drawn. 0 pairs each sample with
+        itself. ``"auto"`` uses 10 for vector input and 0 for images, whose
+        second view comes from augmentation.
+    augmentation : callable, None or "auto", default="auto"
+        Maps a batch tensor to a randomly changed batch, applied to both views.
+        ``"auto"``: :class:`skiic.augment.ImageAugmentation` for images and
+        :class:`skiic.augment.VectorAugmentation` for vectors; ``None``: no
+        augmentation (then ``n_neighbors`` must be positive).
+    input_shape : tuple of int, default=None
+        ``(C, H, W)`` when ``X`` holds flattened images. Images given as
+        (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
+    module : torch.nn.Module, default=None
+        Custom backbone mapping a batch (n, C, H, W) or (n, n_features) to
+        features (n, width); it is copied, never trained in place. ``None``
+        picks a convolutional network sized from the image shape or an MLP.
+    max_epochs : int or "auto", default="auto"
+        Training epochs per initialisation. ``"auto"`` runs about 500
+        optimiser steps, between 10 and 60 epochs.
+    batch_size : int, default=256
+        Samples per optimiser step.
+    lr : float, default=1e-3
+        Adam learning rate.
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when available, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, batches, augmentations and neighbour draws.
+        Runs on the CPU with the same seed are identical.
+    verbose : int, default=0
+        Show a progress bar and a table of per-epoch losses when positive.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training sample. Clusters are numbered by decreasing
+        size, so the used ones are ``0 .. k-1``.
+    n_iter_ : int
+        Epochs run by the kept initialisation.
+    loss_ : float
+        Loss (with ``alpha``) of the selected sub-head on the training data.
+    head_losses_ : ndarray of shape (n_heads,)
+        Loss of each main sub-head of the kept initialisation.
+    best_head_ : int
+        Index of the sub-head used for prediction.
+    history_ : skorch.history.History
+        Per-epoch training log of the kept initialisation (``train_loss``,
+        ``dur``, ...).
+    module_ : torch.nn.Module
+        The trained network, on the CPU.
+    input_shape_ : tuple of int or None
+        Image shape the model was fitted on, ``None`` for vectors.
+    n_features_in_ : int
+        Number of features (values per sample) seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    DeepClusterEstimator : DeepCluster, k-means pseudo-labels on learned features.
+    sklearn.cluster.KMeans : The classic baseline.
+
+    Notes
+    -----
+    Both views of a batch pass through the network separately, so BatchNorm
+    statistics are never shared between them. The loss is computed in float32
+    even under mixed precision on CUDA.
+
+    References
+    ----------
+    X. Ji, J. F. Henriques and A. Vedaldi, "Invariant Information Clustering
+    for Unsupervised Image Classification and Segmentation", ICCV 2019.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from skiic import IICClustering
+    >>> from skiic.metrics import matched_accuracy
+    >>> X, y = make_blobs(n_samples=300, centers=3, random_state=0)
+    >>> iic = IICClustering(n_clusters=3, n_init=1, max_epochs=20, random_state=0)
+    >>> labels = iic.fit_predict(X)
+    >>> matched_accuracy(y, labels) > 0.9
+    True
+    >>> iic.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseDeepEstimator._parameter_constraints,
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "overclustering": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "augmentation": [callable, None, StrOptions({"auto"})],
+        "module": [HasMethods(["forward", "parameters"]), None],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        alpha=2.0,
+        overclustering=5,
+        n_heads=5,
+        n_init=3,
+        n_neighbors="auto",
+        augmentation="auto",
+        input_shape=None,
+        module=None,
+        max_epochs="auto",
+        batch_size=256,
+        lr=1e-3,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.alpha = alpha
+        self.overclustering = overclustering
+        self.n_heads = n_heads
+        self.n_init = n_init
+        self.n_neighbors = n_neighbors
+        self.augmentation = augmentation
+        self.input_shape = input_shape
+        self.module = module
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network and cluster ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Training data: vectors, flat images with ``input_shape``, or images.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : IICClustering
+            The fitted estimator.
+        """
+        X, image_shape = self._validate_fit_data(X, self.n_clusters)
+        self._fit_scaling(X, image_shape)
+        n_samples = X.shape[0]
+        n_neighbors = self._resolve_neighbors(n_samples, image_shape)
+        augment = self._resolve_augmentation(image_shape)
+        if n_neighbors == 0 and augment is None:
+            raise ValueError(
+                "With augmentation=None the second view must come from neighbours; "
+                "set n_neighbors to a positive number."
+            )
+        max_epochs = resolve_max_epochs(
+            self.max_epochs,
+            n_samples,
+            self.batch_size,
+            target_steps=_AUTO_STEPS,
+            low=_AUTO_MIN_EPOCHS,
+            high=_AUTO_MAX_EPOCHS,
+        )
+        device = self._fit_device()
+        *init_seeds, view_seed = self._seeds(self.n_init + 1)
+        data = _engine.to_device(self._scaled(X), device, image_shape)
+        with _engine.forked_rng(view_seed, device):
+            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
+        views = _Views(neighbors, augment)
+
+        best = None
+        for seed in init_seeds:
+            with _engine.forked_rng(seed, device):
+                module = self._build_network(X.shape[1], image_shape)
+                objective = _IICObjective(data, views, alpha=self.alpha)
+                module, history = self._train(
+                    module, objective, n_samples, device, max_epochs
+                )
+            with _engine.forked_rng(view_seed, device):
+                head_losses, proba = _evaluate(
+                    module.to(device), data, views, self.alpha, device
+                )
+            module.to("cpu")
+            if best is None or head_losses.min() < best[0].min():
+                best = (head_losses, proba, module, history)
+
+        head_losses, proba, module, history = best
+        best_head = int(np.argmin(head_losses))
+        labels = proba[best_head].argmax(axis=1)
+        counts = np.bincount(labels, minlength=self.n_clusters)
+        self._cluster_order = np.argsort(-counts, kind="stable")
+        self._view_seed = view_seed
+        self._n_neighbors = n_neighbors
+        self._augment = augment
+        self.module_ = module
+        self.best_head_ = best_head
+        self.head_losses_ = head_losses
+        self.loss_ = float(head_losses[best_head])
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.labels_ = np.argsort(self._cluster_order)[labels].astype(np.int64)
+        self._check_clusters(counts)
+        return self
+
+    def predict(self, X):
+        """Assign each sample of ``X`` to a cluster.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            New data, shaped like the training data.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Cluster of each sample.
+        """
+        return self.predict_proba(X).argmax(axis=1).astype(np.int64)
+
+    def predict_proba(self, X):
+        """Soft cluster assignments of the selected sub-head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            New data, shaped like the training data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_clusters)
+            Probability of each cluster; rows sum to one.
+        """
+        X = self._validate_predict_data(X)
+        return self._proba(X)
+
+    def transform(self, X):
+        """Soft cluster assignments, as a transformer (same as ``predict_proba``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            New data, shaped like the training data.
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_clusters)
+            Probability of each cluster.
+        """
+        return self.predict_proba(X)
+
+    def score(self, X, y=None):
+        """Mutual information (nats) between assignments of two views of ``X``.
+
+        The second views are made as in training (neighbours within ``X`` for
+        vectors, augmentations for images) from a seed fixed at fit, so the
+        score is repeatable. Higher is better and at most ``log(n_clusters)``;
+        it lets ``GridSearchCV`` compare parameters without labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Data to score, at least 2 samples.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            The mutual information of the selected sub-head on ``X``.
+        """
+        X = self._validate_predict_data(X)
+        if X.shape[0] < 2:
+            raise ValueError("score needs at least 2 samples to pair views.")
+        device = self._predict_device()
+        data = _engine.to_device(self._scaled(X), device, self.input_shape_)
+        module = self._module_on(device)
+        with _engine.forked_rng(self._view_seed, device):
+            n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
+            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
+            views = _Views(neighbors, self._augment)
+            losses, _ = _evaluate(
+                module, data, views, 1.0, device, head=self.best_head_
+            )
+        return float(-losses[0])
+
+    @property
+    def _n_features_out(self):
+        return self.n_clusters
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    # ---------------------------------------------------------------- helpers
+    def _proba(self, X):
+        head = self.best_head_
+        proba = self._infer(
+            X, lambda module, x: module(x)[0][head].float().softmax(dim=1)
+        )
+        return proba.numpy()[:, self._cluster_order]
+
+    def _build_network(self, n_features, image_shape):
+        backbone = self._backbone(n_features, image_shape)
+        width = feature_width(backbone, self._sample_shape())
+        sizes = [self.n_clusters]
+        if self.overclustering > 1:
+            sizes.append(self.overclustering * self.n_clusters)
+        return MultiHeadNetwork(backbone, width, sizes, n_heads=self.n_heads)
+
+    def _resolve_neighbors(self, n_samples, image_shape):
+        if self.n_neighbors == "auto":
+            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
+        else:
+            wanted = self.n_neighbors
+        return min(wanted, n_samples - 1)
+
+    def _resolve_augmentation(self, image_shape):
+        if self.augmentation == "auto":
+            return (
+                ImageAugmentation() if image_shape is not None else VectorAugmentation()
+            )
+        return self.augmentation
+
+    def _check_clusters(self, counts):
+        used = int(np.count_nonzero(counts))
+        if used == 1 and self.n_clusters > 1:
+            raise TrainingError(
+                f"Training collapsed: all samples fell into one cluster instead of "
+                f"{self.n_clusters}. Try a larger alpha, more epochs or a smaller lr; "
+                "identical or constant samples cannot be clustered."
+            )
+        if used < self.n_clusters:
+            warnings.warn(
+                f"Only {used} of n_clusters={self.n_clusters} clusters hold training "
+                "samples; the data may have fewer distinct groups, or try a larger "
+                "alpha.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+
+class _Views:
+    """Second views for IIC: an optional neighbour swap, then augmentation."""
+
+    def __init__(self, neighbors: Tensor | None, augment) -> None:
+        self.neighbors = neighbors
+        self.augment = augment
+
+    def _augmented(self, x: Tensor) -> Tensor:
+        return x if self.augment is None else self.augment(x)
+
+    def partner(self, data: Tensor, idx: Tensor) -> Tensor:
+        """The second view: a random neighbour (or the sample), augmented."""
+        if self.neighbors is not None:
+            idx = sample_neighbors(self.neighbors, idx)
+        return self._augmented(data[idx])
+
+    def pair(self, data: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Both training views: the sample augmented, and its partner."""
+        return self._augmented(data[idx]), self.partner(data, idx)
+
+
+class _IICObjective(_engine.Objective):
+    """Mean IIC loss over the sub-heads of every head group."""
+
+    def __init__(self, data: Tensor, views: _Views, *, alpha: float) -> None:
+        super().__init__()
+        self.data = data
+        self.views = views
+        self.alpha = alpha
+
+    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:
+        first, second = self.views.pair(self.data, idx)
+        loss = 0.0
+        for logits1, logits2 in zip(module(first), module(second)):
+            p1 = logits1.float().softmax(dim=-1)
+            p2 = logits2.float().softmax(dim=-1)
+            loss = loss + iic_loss(p1, p2, alpha=self.alpha).mean()
+        return loss
+
+
+@torch.no_grad()
+def _evaluate(module, data, views, alpha, device, *, head=None):
+    """Loss of each main sub-head over all of ``data`` (eval mode) and its assignments.
+
+    The joint distribution is accumulated over the whole data set, so the
+    loss does not depend on batching. Returns the per-head losses (n_heads,)
+    and the soft assignments of the clean samples (n_heads, n, n_clusters),
+    both as NumPy arrays; ``head`` restricts both to one sub-head.
+    """
+    module.eval()
+    amp_dtype = _engine.autocast_dtype(device)
+    clean, second = [], []
+    for idx in torch.arange(data.shape[0], device=device).split(
+        _engine.INFERENCE_BATCH
+    ):
+        with _engine.autocast(device, amp_dtype):
+            logits1 = module(data[idx])[0]
+            logits2 = module(views.partner(data, idx))[0]
+        if head is not None:
+            logits1, logits2 = logits1[head : head + 1], logits2[head : head + 1]
+        clean.append(logits1.float().softmax(dim=-1))
+        second.append(logits2.float().softmax(dim=-1))
+    p1, p2 = torch.cat(clean, dim=1), torch.cat(second, dim=1)
+    losses = iic_loss(p1, p2, alpha=alpha)
+    return losses.cpu().numpy(), p1.cpu().numpy()

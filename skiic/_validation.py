@@ -1,0 +1,131 @@
+"""Input checks shared by all estimators.
+
+This is the one module that imports private scikit-learn API
+(``sklearn.base._fit_context`` and ``sklearn.utils._param_validation``), so a
+change there is mended in one place.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import _fit_context  # noqa: F401  (re-exported for the estimators)
+from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
+    HasMethods,
+    Interval,
+    StrOptions,
+)
+from sklearn.utils.validation import validate_data
+
+__all__ = [
+    "HasMethods",
+    "Interval",
+    "StrOptions",
+    "_fit_context",
+    "check_image_shape",
+    "check_input",
+    "check_n_samples",
+]
+
+
+def check_input(estimator, X, *, reset):
+    """Validate ``X`` and return it as a float32 array of flat samples.
+
+    Images may come as (n, C, H, W), as (n, H, W) (one channel) or flat as
+    (n, C*H*W) with the estimator's ``input_shape``; vectors as (n, d). Sparse,
+    complex, string, NaN and infinite input is rejected by scikit-learn's
+    ``validate_data`` with its usual messages.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        Its ``input_shape`` parameter is read at ``fit``; its fitted
+        ``input_shape_`` at prediction time.
+    X : array-like
+        The input.
+    reset : bool
+        True at ``fit``: sets ``n_features_in_`` (and ``feature_names_in_``);
+        False at prediction time: checks against them.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), dtype float32
+        Flat samples.
+    image_shape : tuple of int or None
+        ``(C, H, W)`` of image input, ``None`` for vectors. At prediction time
+        this is the fitted shape.
+    """
+    if hasattr(X, "shape") and getattr(X, "ndim", 2) in (3, 4) and not _is_sparse(X):
+        X = np.asarray(X)
+    given_shape = None
+    if isinstance(X, np.ndarray) and X.ndim in (3, 4):
+        given_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
+        X = X.reshape(X.shape[0], -1)
+    elif isinstance(X, np.ndarray) and X.ndim > 4:
+        raise ValueError(
+            f"X must be 2-D (n_samples, n_features), 3-D (n_samples, H, W) or 4-D "
+            f"(n_samples, C, H, W); got an array with {X.ndim} dimensions."
+        )
+    X = validate_data(
+        estimator,
+        X,
+        reset=reset,
+        dtype=[np.float64, np.float32],
+        ensure_min_features=1,
+    )
+    if reset:
+        image_shape = check_image_shape(estimator.input_shape, given_shape, X.shape[1])
+    else:
+        image_shape = estimator.input_shape_
+        if (
+            given_shape is not None
+            and image_shape is not None
+            and given_shape != image_shape
+        ):
+            raise ValueError(
+                f"X holds images of shape {given_shape}, but "
+                f"{type(estimator).__name__} was fitted on images of shape "
+                f"{image_shape}."
+            )
+    return np.ascontiguousarray(X, dtype=np.float32), image_shape
+
+
+def check_image_shape(input_shape, given_shape, n_features):
+    """Reconcile the ``input_shape`` parameter with the shape of ``X`` at fit."""
+    if input_shape is None:
+        return given_shape
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(s, Integral) and s > 0 for s in shape):
+        raise ValueError(
+            "input_shape must be a tuple of three positive ints (C, H, W); "
+            f"got {input_shape!r}."
+        )
+    shape = tuple(int(s) for s in shape)
+    if given_shape is not None and given_shape != shape:
+        raise ValueError(
+            f"input_shape={shape} does not match the shape of the images in X, "
+            f"{given_shape}."
+        )
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"input_shape={shape} describes {int(np.prod(shape))} values per sample, "
+            f"but X has {n_features} features."
+        )
+    return shape
+
+
+def check_n_samples(estimator, X, n_clusters=None):
+    """Reject too few samples for training (BatchNorm needs two) or for the clusters."""
+    n_samples = X.shape[0]
+    name = type(estimator).__name__
+    if n_samples < 2:
+        raise ValueError(
+            f"{name} needs at least 2 samples to train; got {n_samples} sample."
+        )
+    if n_clusters is not None and n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+
+
+def _is_sparse(X):
+    return hasattr(X, "tocsr") or hasattr(X, "format")

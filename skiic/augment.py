@@ -1,0 +1,311 @@
+"""Second views of a batch, generated on the device with per-sample randomness.
+
+Everything here works on whole batches at once (no Python loop over samples)
+and draws its random numbers from torch's generator on the batch's device.
+
+* Images: :func:`random_affine` (rotation, scale, shear, translation through one
+  ``affine_grid``/``grid_sample`` call), brightness and contrast jitter,
+  additive noise and optional binarisation, composed by
+  :class:`ImageAugmentation`.
+* Vectors: :class:`VectorAugmentation` adds feature noise and masking; paired
+  with a neighbour drawn from :func:`nearest_neighbors`, it gives the second view
+  that makes clustering after ``PCA`` work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "ImageAugmentation",
+    "VectorAugmentation",
+    "nearest_neighbors",
+    "random_affine",
+    "sample_neighbors",
+]
+
+
+def random_affine(
+    images: Tensor,
+    *,
+    rotation: float = 15.0,
+    scale: tuple[float, float] = (0.9, 1.1),
+    shear: float = 10.0,
+    translation: float = 0.1,
+) -> Tensor:
+    """Apply an independent random affine transform to every image of a batch.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+        The batch.
+    rotation : float, default=15.0
+        Largest rotation, in degrees, either way.
+    scale : tuple of float, default=(0.9, 1.1)
+        Range of the zoom factor.
+    shear : float, default=10.0
+        Largest horizontal shear, in degrees, either way.
+    translation : float, default=0.1
+        Largest shift, as a fraction of the image side, in each direction.
+
+    Returns
+    -------
+    Tensor of shape (n, C, H, W)
+        The transformed batch; pixels that come from outside the image repeat
+        the border.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import random_affine
+    >>> random_affine(torch.rand(4, 1, 8, 8)).shape
+    torch.Size([4, 1, 8, 8])
+    >>> x = torch.rand(2, 3, 16, 16)
+    >>> same = random_affine(x, rotation=0, scale=(1, 1), shear=0, translation=0)
+    >>> bool(torch.allclose(same, x, atol=1e-5))
+    True
+    """
+    n = images.shape[0]
+    device = images.device
+    uniform = _uniform_like(n, device)
+    angle = uniform(-rotation, rotation) * (math.pi / 180)
+    shear_angle = uniform(-shear, shear) * (math.pi / 180)
+    zoom = uniform(scale[0], scale[1])
+    shift_x = uniform(-translation, translation) * 2  # grid coordinates span [-1, 1]
+    shift_y = uniform(-translation, translation) * 2
+    cos, sin, tan = angle.cos(), angle.sin(), shear_angle.tan()
+    # theta maps output coordinates to input ones: rotate, shear, then un-zoom.
+    theta = torch.stack(
+        [
+            torch.stack([cos / zoom, (cos * tan - sin) / zoom, shift_x], dim=1),
+            torch.stack([sin / zoom, (sin * tan + cos) / zoom, shift_y], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(
+        theta.to(images.dtype), list(images.shape), align_corners=False
+    )
+    return F.grid_sample(
+        images, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+class ImageAugmentation:
+    """Random image transforms that make the second view of a batch.
+
+    Each image gets its own random affine transform, brightness and contrast
+    change and noise; pixel values are assumed to lie roughly in ``[0, 1]``
+    (the estimators scale them so).
+
+    Parameters
+    ----------
+    rotation : float, default=15.0
+        Largest rotation in degrees.
+    scale : tuple of float, default=(0.9, 1.1)
+        Range of the zoom factor.
+    shear : float, default=10.0
+        Largest shear in degrees.
+    translation : float, default=0.1
+        Largest shift as a fraction of the image side.
+    brightness : float, default=0.1
+        Largest additive brightness change.
+    contrast : float, default=0.1
+        Largest relative contrast change.
+    noise : float, default=0.05
+        Standard deviation of the additive Gaussian noise.
+    binarize : float, default=0.0
+        Probability that an image is thresholded at 0.5 (after the other
+        transforms); useful for pen strokes such as digits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import ImageAugmentation
+    >>> augment = ImageAugmentation(rotation=25, noise=0.1)
+    >>> augment(torch.rand(8, 1, 28, 28)).shape
+    torch.Size([8, 1, 28, 28])
+    """
+
+    def __init__(
+        self,
+        rotation: float = 15.0,
+        scale: tuple[float, float] = (0.9, 1.1),
+        shear: float = 10.0,
+        translation: float = 0.1,
+        brightness: float = 0.1,
+        contrast: float = 0.1,
+        noise: float = 0.05,
+        binarize: float = 0.0,
+    ) -> None:
+        self.rotation = rotation
+        self.scale = scale
+        self.shear = shear
+        self.translation = translation
+        self.brightness = brightness
+        self.contrast = contrast
+        self.noise = noise
+        self.binarize = binarize
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """Return an augmented copy of ``images`` (n, C, H, W)."""
+        out = random_affine(
+            images,
+            rotation=self.rotation,
+            scale=tuple(self.scale),
+            shear=self.shear,
+            translation=self.translation,
+        )
+        n, device = images.shape[0], images.device
+        uniform = _uniform_like(n, device)
+        if self.contrast or self.brightness:
+            mean = out.mean(dim=(1, 2, 3), keepdim=True)
+            gain = uniform(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1)
+            shift = uniform(-self.brightness, self.brightness).view(n, 1, 1, 1)
+            out = (out - mean) * gain + mean + shift
+        if self.noise:
+            out = out + self.noise * torch.randn_like(out)
+        if self.binarize:
+            chosen = (torch.rand(n, 1, 1, 1, device=device) < self.binarize).to(
+                out.dtype
+            )
+            out = chosen * (out > 0.5).to(out.dtype) + (1 - chosen) * out
+        return out
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
+class VectorAugmentation:
+    """Feature noise and masking for vector samples.
+
+    Parameters
+    ----------
+    noise : float, default=0.1
+        Standard deviation of the Gaussian noise, relative to the overall
+        standard deviation of the (scaled) features.
+    mask : float, default=0.1
+        Probability that a feature is replaced by zero (the mean, since the
+        estimators centre vector input).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import VectorAugmentation
+    >>> VectorAugmentation(noise=0.2, mask=0.0)(torch.zeros(3, 5)).shape
+    torch.Size([3, 5])
+    """
+
+    def __init__(self, noise: float = 0.1, mask: float = 0.1) -> None:
+        self.noise = noise
+        self.mask = mask
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Return an augmented copy of ``x`` (n, n_features)."""
+        out = x
+        if self.mask:
+            keep = (torch.rand_like(x) >= self.mask).to(x.dtype)
+            out = out * keep
+        if self.noise:
+            out = out + self.noise * torch.randn_like(out)
+        return out
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
+@torch.no_grad()
+def nearest_neighbors(X: Tensor, n_neighbors: int, *, chunk_size: int = 2048) -> Tensor:
+    """Indices of each sample's nearest neighbours, itself excluded.
+
+    Euclidean distance on the flattened samples, computed on ``X``'s device in
+    chunks of rows so that memory stays at ``chunk_size * n_samples`` floats.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, ...)
+        The samples.
+    n_neighbors : int
+        Neighbours per sample; at most ``n_samples - 1``.
+    chunk_size : int, default=2048
+        Rows of the distance matrix computed at a time.
+
+    Returns
+    -------
+    Tensor of shape (n_samples, n_neighbors), dtype int64
+        Neighbour indices, nearest first.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import nearest_neighbors
+    >>> X = torch.tensor([[0.0], [1.0], [10.0], [11.5]])
+    >>> nearest_neighbors(X, 1).ravel().tolist()
+    [1, 0, 3, 2]
+    """
+    n = X.shape[0]
+    if not 0 < n_neighbors < n:
+        raise ValueError(
+            f"n_neighbors must be between 1 and n_samples - 1 = {n - 1}; "
+            f"got {n_neighbors}."
+        )
+    flat = X.reshape(n, -1).float()
+    sq_norms = (flat * flat).sum(dim=1)
+    result = torch.empty(n, n_neighbors, dtype=torch.long, device=X.device)
+    for start in range(0, n, chunk_size):
+        rows = flat[start : start + chunk_size]
+        dist = sq_norms[start : start + chunk_size, None] - 2 * rows @ flat.T + sq_norms
+        own = torch.arange(start, start + rows.shape[0], device=X.device)
+        dist[own - start, own] = float("inf")
+        result[start : start + rows.shape[0]] = dist.topk(
+            n_neighbors, dim=1, largest=False
+        ).indices
+    return result
+
+
+def sample_neighbors(neighbors: Tensor, idx: Tensor) -> Tensor:
+    """Draw one random neighbour for each index of a batch.
+
+    Parameters
+    ----------
+    neighbors : Tensor of shape (n_samples, n_neighbors)
+        Output of :func:`nearest_neighbors`.
+    idx : Tensor of shape (batch,)
+        Sample indices.
+
+    Returns
+    -------
+    Tensor of shape (batch,)
+        For each index, one of its neighbours, uniformly at random.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import sample_neighbors
+    >>> knn = torch.tensor([[1, 2], [0, 2], [1, 0]])
+    >>> sample_neighbors(knn, torch.tensor([0, 0, 1])).shape
+    torch.Size([3])
+    """
+    pick = torch.randint(neighbors.shape[1], (idx.shape[0],), device=neighbors.device)
+    return neighbors[idx, pick]
+
+
+def _uniform_like(n: int, device: torch.device):
+    def uniform(low: float, high: float) -> Tensor:
+        return torch.rand(n, device=device) * (high - low) + low
+
+    return uniform
+
+
+def _repr(obj: object) -> str:
+    args = ", ".join(f"{key}={value!r}" for key, value in vars(obj).items())
+    return f"{type(obj).__name__}({args})"

@@ -1,0 +1,28 @@
+"""Shared fixtures: a fixed seed for every test and a device fixture."""
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Start every test from the same global RNG state (as skorch's suite does)."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    """Run a test on each available device; CUDA is skipped where absent."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's bundled 8x8 digits: X (1797, 64) in [0, 16] and y."""
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
