@@ -104,7 +104,8 @@ class _BaseDeepEstimator(BaseEstimator):
             else (self.n_features_in_,)
         )
 
-    def _train(self, module, objective, n_samples, device, max_epochs):
+    def _train(self, module, objective, n_samples, device, max_epochs, callbacks=None):
+        """Train on the engine with the shared parameters; returns (module, history)."""
         return _engine.train(
             module,
             objective,
@@ -114,6 +115,7 @@ class _BaseDeepEstimator(BaseEstimator):
             lr=self.lr,
             device=device,
             verbose=self.verbose,
+            callbacks=callbacks,
         )
 
     def _infer(self, X, fn, *, device=None):

@@ -154,6 +154,15 @@ class Objective(nn.Module):
     def forward(self, module: nn.Module, idx: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def batches(self, n_samples: int, batch_size: int, device: torch.device):
+        """The iterable of index batches; iterated once per epoch.
+
+        The default shuffles all samples (:class:`DeviceBatches`); an objective
+        that samples differently (e.g. balanced over pseudo-classes) overrides
+        it and may read its own state at the start of each epoch.
+        """
+        return DeviceBatches(n_samples, batch_size, device)
+
     def on_epoch_begin(self, trainer: Trainer) -> None:
         """Called before each epoch's batches."""
 
@@ -188,7 +197,8 @@ class Trainer(NeuralNet):
         return X, None
 
     def get_iterator(self, dataset, training=False):
-        return DeviceBatches(self.n_samples, self.batch_size, torch.device(self.device))
+        device = torch.device(self.device)
+        return self.criterion_.batches(self.n_samples, self.batch_size, device)
 
     def initialize(self):
         super().initialize()
@@ -234,6 +244,8 @@ class Trainer(NeuralNet):
             losses.append(step["loss"])
             sizes.append(int(batch.shape[0]))
             self.notify("on_batch_end", batch=batch, training=training, **step)
+        if not losses:
+            raise TrainingError("The objective produced no batch in this epoch.")
         values = torch.stack(losses).float().cpu().tolist()  # one sync per epoch
         for row, value, size in zip(self.history[-1]["batches"], values, sizes):
             row[prefix + "_loss"] = value

@@ -86,7 +86,7 @@ class ConvBackbone(nn.Module):
     channels : sequence of int, default=(32, 64, 128)
         Channels of the stages; the first ``n_pooling_stages(input_shape) + 1``
         are used (one stage keeps full resolution when no pooling fits).
-    convs_per_stage : int, default=2
+    convs_per_stage : int, default=1
         Convolutions in each stage.
     out_features : int, default=256
         Width of the returned feature vectors.
@@ -113,7 +113,7 @@ class ConvBackbone(nn.Module):
         self,
         input_shape: Sequence[int],
         channels: Sequence[int] = (32, 64, 128),
-        convs_per_stage: int = 2,
+        convs_per_stage: int = 1,
         out_features: int = 256,
     ) -> None:
         super().__init__()

@@ -1,0 +1,111 @@
+"""Shared helpers of the benchmark scripts: data, timing and the results table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from skiic.metrics import matched_accuracy, nmi  # noqa: E402
+
+DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
+
+
+def base_parser(description):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (bundled with scikit-learn) or the path of mnist.npz "
+        f"(e.g. {DEFAULT_MNIST})",
+    )
+    parser.add_argument("--n-samples", type=int, default=None, help="random subset")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=None, help="also write the runs here")
+    return parser
+
+
+def load(data, n_samples=None):
+    """Images (n, 1, H, W) as float32 and labels, plus a short name of the data set."""
+    if data == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        X = X.reshape(-1, 1, 8, 8)
+        name = "digits (1,797 8x8)"
+        if n_samples is not None:
+            rng = np.random.default_rng(0)
+            keep = np.sort(rng.choice(len(X), n_samples, replace=False))
+            X, y = X[keep], y[keep]
+    else:
+        from skiic.datasets import load_mnist
+
+        X, y = load_mnist(data, n_samples=n_samples, random_state=0)
+        name = f"MNIST ({len(X):,} 28x28)"
+    return X.astype(np.float32), y, name
+
+
+def device_name(device):
+    import torch
+
+    from skiic._engine import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def timed_run(method, seed, make, X, y):
+    """Fit ``make()`` on X, return a row with time and the two scores."""
+    start = time.perf_counter()
+    labels = make().fit_predict(X)
+    seconds = time.perf_counter() - start
+    row = {
+        "method": method,
+        "seed": seed,
+        "seconds": seconds,
+        "nmi": nmi(y, labels),
+        "matched_accuracy": matched_accuracy(y, labels),
+        "n_clusters_used": int(len(np.unique(labels))),
+    }
+    print(
+        f"  {method:<34} seed {seed}: {seconds:7.1f} s  NMI {row['nmi']:.3f}  "
+        f"acc {row['matched_accuracy']:.3f}",
+        flush=True,
+    )
+    return row
+
+
+def summarise(rows, data_name, device, command):
+    """Print one markdown table: median [min, max] over seeds per method."""
+    print(f"\nData: {data_name}; device: {device}\nCommand: `{command}`\n")
+    print(
+        "| method | runs | fit time (s), median | NMI, median [min, max] | matched accuracy, median [min, max] |"
+    )
+    print("|---|---|---|---|---|")
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        t = statistics.median(r["seconds"] for r in mine)
+        n = [r["nmi"] for r in mine]
+        a = [r["matched_accuracy"] for r in mine]
+        print(
+            f"| {method} | {len(mine)} | {t:.1f} | {statistics.median(n):.3f} "
+            f"[{min(n):.3f}, {max(n):.3f}] | {statistics.median(a):.3f} "
+            f"[{min(a):.3f}, {max(a):.3f}] |"
+        )
+
+
+def write_json(path, rows, **meta):
+    if path:
+        Path(path).write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))

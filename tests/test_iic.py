@@ -1,0 +1,371 @@
+"""Behaviour and quality of IICClustering."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from torch import nn
+
+from skiic import IICClustering
+from skiic.exceptions import ConvergenceWarning, TrainingError
+from skiic.metrics import matched_accuracy, matched_accuracy_scorer, nmi
+
+FAST = dict(n_init=1, max_epochs=3, n_heads=2, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return make_blobs(n_samples=300, centers=4, cluster_std=0.8, random_state=3)
+
+
+@pytest.fixture(scope="module")
+def fitted_blobs(blobs):
+    X, _ = blobs
+    return IICClustering(4, n_init=1, max_epochs=20, random_state=0).fit(X)
+
+
+# ----------------------------------------------------------------- quality
+def test_digits_images_beat_kmeans(digits):
+    """Defaults on the 8x8 digit images: well above KMeans' 0.79 matched accuracy."""
+    X, y = digits
+    model = IICClustering(10, random_state=0).fit(X.reshape(-1, 1, 8, 8))
+    kmeans = KMeans(10, n_init=10, random_state=0).fit(X)
+    accuracy = matched_accuracy(y, model.labels_)
+    assert accuracy >= 0.88
+    assert accuracy > matched_accuracy(y, kmeans.labels_) + 0.05
+    assert nmi(y, model.labels_) >= 0.8
+    # the selected sub-head is the one with the lowest loss, never chosen by labels
+    assert model.best_head_ == int(np.argmin(model.head_losses_))
+
+
+def test_pca_pipeline_on_digit_vectors(digits):
+    X, y = digits
+    pipe = make_pipeline(PCA(30, random_state=0), IICClustering(10, random_state=0))
+    labels = pipe.fit_predict(X)
+    assert matched_accuracy(y, labels) >= 0.80
+    assert np.array_equal(pipe.predict(X), labels)
+
+
+def test_blobs_are_recovered(blobs, fitted_blobs):
+    _, y = blobs
+    assert matched_accuracy(y, fitted_blobs.labels_) >= 0.95
+
+
+# ----------------------------------------------------------------- sklearn API
+def test_fitted_attributes(blobs, fitted_blobs):
+    X, _ = blobs
+    model = fitted_blobs
+    assert model.labels_.shape == (300,) and model.labels_.dtype == np.int64
+    assert model.n_features_in_ == 2 and model.input_shape_ is None
+    assert model.n_iter_ == 20 == len(model.history_)
+    assert "train_loss" in model.history_[-1]
+    assert model.head_losses_.shape == (5 + 50,)  # trained sub-heads, fresh heads
+    assert model.best_head_ == int(np.argmin(model.head_losses_))
+    assert model.loss_ == pytest.approx(model.head_losses_.min())
+    assert next(model.module_.parameters()).device.type == "cpu"
+    # clusters are numbered by decreasing size
+    sizes = np.bincount(model.labels_)
+    assert np.all(np.diff(sizes) <= 0)
+
+
+def test_predict_agrees_with_labels_and_proba(blobs, fitted_blobs):
+    X, _ = blobs
+    model = fitted_blobs
+    assert np.array_equal(model.predict(X), model.labels_)
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 4)
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert np.array_equal(proba.argmax(axis=1), model.labels_)
+    assert np.array_equal(model.transform(X), proba)
+
+
+def test_feature_names_and_pandas_output(blobs, fitted_blobs):
+    pd = pytest.importorskip("pandas")
+    X, _ = blobs
+    names = fitted_blobs.get_feature_names_out()
+    assert names.tolist() == [f"iicclustering{i}" for i in range(4)]
+    model = clone(fitted_blobs).set_output(transform="pandas").fit(X)
+    frame = model.transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names.tolist()
+
+
+def test_score_is_mutual_information(blobs, fitted_blobs):
+    X, _ = blobs
+    score = fitted_blobs.score(X)
+    assert 0.5 < score <= np.log(4) + 1e-6
+    assert fitted_blobs.score(X) == score  # fixed seed: repeatable
+
+
+def test_same_seed_same_result_and_global_rng_untouched(blobs):
+    X, _ = blobs
+    state = torch.random.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    first = IICClustering(4, **FAST).fit(X)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    second = IICClustering(4, **FAST).fit(X)
+    assert np.array_equal(first.labels_, second.labels_)
+    assert np.allclose(first.predict_proba(X), second.predict_proba(X))
+
+
+def test_n_init_keeps_the_lowest_loss(blobs):
+    X, _ = blobs
+    params = dict(FAST, max_epochs=5)
+    single = [IICClustering(4, **dict(params, random_state=seed)) for seed in range(3)]
+    multi = IICClustering(4, **dict(params, n_init=3)).fit(X)
+    assert multi.loss_ <= min(m.fit(X).loss_ for m in single) + 0.5
+    assert multi.loss_ == pytest.approx(multi.head_losses_.min())
+
+
+def test_pickle_roundtrip(blobs, fitted_blobs):
+    X, _ = blobs
+    restored = pickle.loads(pickle.dumps(fitted_blobs))
+    assert np.array_equal(restored.predict(X), fitted_blobs.predict(X))
+    assert restored.score(X) == pytest.approx(fitted_blobs.score(X))
+
+
+def test_model_fitted_on_any_device_predicts_on_cpu(blobs, device):
+    X, _ = blobs
+    model = IICClustering(4, **dict(FAST, device=device)).fit(X)
+    restored = pickle.loads(pickle.dumps(model))
+    restored.set_params(device="cpu")
+    assert np.array_equal(restored.predict(X), model.predict(X))
+
+
+def test_cuda_model_falls_back_to_cpu_where_no_gpu(blobs, fitted_blobs):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    X, _ = blobs
+    model = pickle.loads(pickle.dumps(fitted_blobs))
+    model.device = "cuda"  # as if it had been fitted on a GPU machine
+    assert np.array_equal(model.predict(X), fitted_blobs.labels_)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        clone(model).fit(X)
+
+
+def test_custom_module_is_copied_not_trained_in_place(blobs):
+    X, _ = blobs
+    backbone = nn.Sequential(nn.Linear(2, 16), nn.ReLU())
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model = IICClustering(4, module=backbone, **FAST).fit(X)
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert model.module_.backbone is not backbone
+
+
+# ----------------------------------------------------------------- searches
+def test_grid_search_without_labels_uses_score(blobs):
+    X, _ = blobs
+    search = GridSearchCV(
+        IICClustering(4, **FAST),
+        {"alpha": [1.0, 2.0, 10.0], "overclustering": [1, 5]},
+        cv=2,
+    ).fit(X)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores)) and np.all(scores <= np.log(4) + 1e-6)
+    assert search.best_params_["alpha"] in (1.0, 2.0, 10.0)
+
+
+def test_grid_search_with_labels(blobs):
+    X, y = blobs
+    search = GridSearchCV(
+        IICClustering(4, **dict(FAST, max_epochs=10)),
+        {"alpha": [2.0, 10.0], "overclustering": [1, 5]},
+        scoring=matched_accuracy_scorer,
+        cv=2,
+    ).fit(X, y)
+    assert search.best_score_ > 0.8
+
+
+# ----------------------------------------------------------------- input shapes
+def bar_images(shape, n_per_class=30, seed=0):
+    """Noisy images of a horizontal bar, a vertical bar or a centred square.
+
+    Each image is shifted by up to a pixel and gets Gaussian noise; the shape
+    is ``(C, H, W)`` or ``(H, W)``.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = shape[-2:]
+    rows, cols = np.mgrid[:height, :width]
+    mid_r, mid_c, band = height // 2, width // 2, max(1, height // 8)
+    prototypes = np.stack(
+        [
+            np.abs(rows - mid_r) <= band,
+            np.abs(cols - mid_c) <= band,
+            (np.abs(rows - mid_r) <= height // 4)
+            & (np.abs(cols - mid_c) <= width // 4),
+        ]
+    ).astype(np.float32)
+    y = np.repeat(np.arange(3), n_per_class)
+    images = prototypes[y]
+    shifts = rng.integers(-1, 2, size=(len(y), 2))
+    images = np.stack(
+        [np.roll(im, tuple(s), axis=(0, 1)) for im, s in zip(images, shifts)]
+    )
+    images = images + 0.2 * rng.standard_normal(images.shape)
+    if len(shape) == 3:
+        images = np.repeat(images[:, None], shape[0], axis=1)
+    return images.astype(np.float32), y
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 8, 8), (1, 16, 16), (1, 28, 28), (3, 32, 32)], ids=str
+)
+def test_image_shapes(shape):
+    X, y = bar_images(shape)
+    model = IICClustering(3, **dict(FAST, max_epochs=40)).fit(X)
+    assert model.input_shape_ == shape and model.n_features_in_ == int(np.prod(shape))
+    assert matched_accuracy(y, model.labels_) >= 0.9
+    flat = X.reshape(len(X), -1)
+    assert np.array_equal(model.predict(flat), model.predict(X))
+
+
+def test_flat_images_with_input_shape_and_three_d_input():
+    X, _ = bar_images((8, 8))
+    model = IICClustering(3, **FAST).fit(X)
+    assert model.input_shape_ == (1, 8, 8)
+    flat = IICClustering(3, input_shape=(1, 8, 8), **FAST).fit(X.reshape(len(X), 64))
+    assert flat.input_shape_ == (1, 8, 8)
+    assert np.array_equal(flat.labels_, model.labels_)
+    assert np.array_equal(model.predict(X[:, None]), model.labels_)
+
+
+# ----------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "X, error, message",
+    [
+        (np.array([[0.0, np.nan]] * 20), ValueError, "NaN"),
+        (np.array([[0.0, np.inf]] * 20), ValueError, "infinity"),
+        (np.empty((0, 3)), ValueError, "0 sample"),
+        (np.ones((1, 3)), ValueError, "1 sample"),
+        (np.arange(20.0), ValueError, "Expected 2D array"),
+        (np.zeros((4, 2, 2, 2, 2)), ValueError, "5 dimensions"),
+        (np.array([["a", "b"]] * 20), ValueError, "string"),
+        (np.ones((20, 2)) + 1j, ValueError, "Complex data not supported"),
+        (sp.random(20, 5, density=0.5, format="csr"), TypeError, "Sparse data"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "empty",
+        "one-sample",
+        "1d",
+        "5d",
+        "strings",
+        "complex",
+        "sparse",
+    ],
+)
+def test_bad_input_is_rejected(X, error, message):
+    with pytest.raises(error, match=message):
+        IICClustering(3, **FAST).fit(X)
+
+
+def test_fewer_samples_than_clusters():
+    with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=10"):
+        IICClustering(10, **FAST).fit(np.random.default_rng(0).random((5, 3)))
+
+
+def test_input_shape_must_match_the_features():
+    X = np.random.default_rng(0).random((20, 64))
+    with pytest.raises(ValueError, match="input_shape=.* describes 49 values"):
+        IICClustering(3, input_shape=(1, 7, 7), **FAST).fit(X)
+    with pytest.raises(ValueError, match="three positive ints"):
+        IICClustering(3, input_shape=(8, 8), **FAST).fit(X)
+    with pytest.raises(ValueError, match="does not match the shape of the images"):
+        IICClustering(3, input_shape=(1, 4, 16), **FAST).fit(X.reshape(20, 1, 8, 8))
+
+
+def test_feature_count_change_at_predict(blobs, fitted_blobs):
+    with pytest.raises(ValueError, match="X has 3 features"):
+        fitted_blobs.predict(np.ones((4, 3)))
+
+
+def test_image_shape_change_at_predict():
+    X, _ = bar_images((1, 8, 8))
+    model = IICClustering(3, **FAST).fit(X)
+    with pytest.raises(ValueError, match=r"fitted on images of shape \(1, 8, 8\)"):
+        model.predict(X.reshape(len(X), 1, 4, 16))
+
+
+def test_predict_before_fit():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        IICClustering(3).predict(np.ones((4, 2)))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(n_clusters=0), "n_clusters"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(overclustering=0), "overclustering"),
+        (dict(batch_size=1), "batch_size"),
+        (dict(max_epochs="forever"), "max_epochs"),
+        (dict(n_neighbors=-2), "n_neighbors"),
+        (dict(augmentation="strong"), "augmentation"),
+        (dict(module="resnet"), "module"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_invalid_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        IICClustering(**{**FAST, "n_clusters": 3, **params}).fit(np.ones((20, 2)))
+
+
+def test_unknown_device():
+    X = np.random.default_rng(0).random((20, 2))
+    with pytest.raises(ValueError, match="device='tpu'"):
+        IICClustering(3, **dict(FAST, device="tpu")).fit(X)
+
+
+def test_no_second_view_is_rejected():
+    X = np.random.default_rng(0).random((20, 2))
+    with pytest.raises(ValueError, match="n_neighbors to a positive number"):
+        IICClustering(3, n_neighbors=0, augmentation=None, **FAST).fit(X)
+
+
+# ----------------------------------------------------------------- failures
+def test_collapse_to_one_cluster_is_an_error():
+    X = np.ones((30, 4))  # identical samples cannot be told apart
+    with pytest.raises(TrainingError, match="collapsed"):
+        IICClustering(3, **FAST).fit(X)
+
+
+def test_fewer_clusters_than_asked_warns():
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 20, axis=0)
+    with pytest.warns(ConvergenceWarning, match="Only 2 of n_clusters=3"):
+        model = IICClustering(3, **dict(FAST, max_epochs=10)).fit(X)
+    assert set(model.labels_) == {0, 1}
+
+
+class _NaNModule(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 8)
+
+    def forward(self, x):
+        return self.linear(x) * float("nan")
+
+
+def test_divergence_is_an_error():
+    X = np.random.default_rng(0).random((20, 2))
+    with pytest.raises(TrainingError, match="diverged"):
+        IICClustering(3, module=_NaNModule(), **FAST).fit(X)
+
+
+def test_ignores_y_and_warns_nothing_on_clean_data(blobs):
+    X, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        IICClustering(4, **dict(FAST, max_epochs=10)).fit(X, y)
