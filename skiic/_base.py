@@ -18,7 +18,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _engine
-from ._validation import HasMethods, Interval, StrOptions, check_input, check_n_samples
+from ._validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    check_input,
+    check_n_samples,
+    chunked_stats,
+)
 from .networks import make_backbone
 
 
@@ -63,13 +70,13 @@ class _BaseDeepEstimator(BaseEstimator):
         centred per feature and divided by one global scalar (the root mean
         feature variance), which keeps the geometry of, e.g., PCA output.
         """
+        low, high, mean, var = chunked_stats(X)
         if image_shape is not None:
-            low, high = float(X.min()), float(X.max())
             offset = np.float32(low)
             scale = np.float32(high - low)
         else:
-            offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-            scale = np.float32(np.sqrt(X.var(axis=0, dtype=np.float64).mean()))
+            offset = mean.astype(np.float32)
+            scale = np.float32(np.sqrt(var.mean()))
         if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
             scale = np.float32(1.0)
         self._offset = offset
@@ -119,14 +126,15 @@ class _BaseDeepEstimator(BaseEstimator):
         )
 
     def _infer(self, X, fn, *, device=None):
-        """Run ``fn(module, batch)`` over scaled ``X`` on the prediction device."""
+        """Run ``fn(module, batch)`` over ``X``, scaled on the prediction device."""
         device = device or self._predict_device()
         return _engine.infer(
             self._module_on(device),
-            self._scaled(X),
+            X,
             fn,
             device=device,
             shape=self.input_shape_,
+            scaling=(self._offset, self._scale),
         )
 
     def _module_on(self, device):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -26,13 +28,19 @@ from .exceptions import TrainingError
 
 __all__ = [
     "DeviceBatches",
+    "ResidentData",
+    "StreamedData",
     "Objective",
     "Trainer",
     "autocast",
     "autocast_dtype",
     "forked_rng",
     "infer",
+    "parse_memory",
+    "place_data",
     "resolve_device",
+    "scale_on_device",
+    "scaling_tensors",
     "to_device",
 ]
 
@@ -110,6 +118,160 @@ def to_device(X: np.ndarray, device: torch.device, shape=None) -> Tensor:
     if device.type == "cuda":
         tensor = tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+def parse_memory(value) -> int:
+    """Bytes from an int or a string such as ``"512MB"`` or ``"2 GiB"``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    match = re.fullmatch(
+        r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*", str(value).lower()
+    )
+    if match is None:
+        raise ValueError(
+            f"A memory size must be a number of bytes or a string such as '512MB' "
+            f"or '2GB'; got {value!r}."
+        )
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** " kmgt".index(unit or " "))
+
+
+def scale_on_device(x: Tensor, offset: Tensor, scale: Tensor, shape=None) -> Tensor:
+    """``(x - offset) / scale`` as float32, reshaped to images when ``shape`` is set.
+
+    The one place where the estimators' input scaling is applied to tensors,
+    so that resident, streamed and predicted batches agree to the last bit.
+    """
+    x = torch.div(torch.sub(x.float(), offset), scale)
+    if shape is not None:
+        x = x.reshape(x.shape[0], *shape)
+    return x
+
+
+def scaling_tensors(offset, scale, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The estimator's scaling constants as float32 tensors on ``device``."""
+    return (
+        torch.as_tensor(np.asarray(offset, dtype=np.float32), device=device),
+        torch.as_tensor(np.asarray(scale, dtype=np.float32), device=device),
+    )
+
+
+class ResidentData:
+    """Scaled float32 samples held on the device as one tensor.
+
+    ``take(idx)`` is plain indexing; ``load(plans)`` yields each plan (a tuple
+    of index tensors) with the matching sample tensors.
+    """
+
+    streamed = False
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+        self.device = tensor.device
+        self.n_samples = int(tensor.shape[0])
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where index tensors for :meth:`take` should live."""
+        return self.device
+
+    def take(self, idx: Tensor) -> Tensor:
+        return self.tensor[idx]
+
+    def load(self, plans: Iterable[tuple[Tensor, ...]]):
+        for plan in plans:
+            yield plan, tuple(self.take(idx) for idx in plan)
+
+
+class StreamedData:
+    """Samples left in host memory (or an ``np.memmap``), sent to the device per batch.
+
+    Rows are gathered on the host in their stored dtype (uint8 images travel
+    four times lighter than float32), pinned, copied with ``non_blocking=True``
+    and scaled on the device. :meth:`load` prefetches: while the device works
+    on one batch, a background thread gathers and pins the next.
+
+    Parameters
+    ----------
+    array : ndarray or np.memmap of shape (n_samples, n_features)
+        Unscaled samples, any real dtype.
+    offset, scale : ndarray or float
+        The estimator's input scaling: samples become ``(x - offset) / scale``.
+    shape : tuple of int or None
+        ``(C, H, W)`` of image samples, ``None`` for vectors.
+    device : torch.device
+        Where batches go.
+    """
+
+    streamed = True
+    index_device = torch.device("cpu")
+
+    def __init__(self, array, *, offset, scale, shape, device: torch.device) -> None:
+        self.array = array
+        self.device = device
+        self.n_samples = int(array.shape[0])
+        self.shape = shape
+        self.offset, self.scale = scaling_tensors(offset, scale, device)
+        self.max_rows = 0  # largest number of rows held on the device by one take
+
+    def _gather(self, idx: Tensor) -> Tensor:
+        positions = idx.cpu().numpy()
+        order = np.argsort(positions, kind="stable")
+        rows = np.empty((len(positions), self.array.shape[1]), dtype=self.array.dtype)
+        rows[order] = self.array[positions[order]]  # sorted reads suit a memmap
+        host = torch.from_numpy(rows)
+        return host.pin_memory() if self.device.type == "cuda" else host
+
+    def _to_device(self, host: Tensor) -> Tensor:
+        self.max_rows = max(self.max_rows, int(host.shape[0]))
+        x = host.to(self.device, non_blocking=True)
+        return scale_on_device(x, self.offset, self.scale, self.shape)
+
+    def take(self, idx: Tensor) -> Tensor:
+        return self._to_device(self._gather(idx))
+
+    def load(self, plans: Iterable[tuple[Tensor, ...]]):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+
+            def submit(plan):
+                return plan, [pool.submit(self._gather, idx) for idx in plan]
+
+            pending = None
+            for plan in plans:
+                upcoming = submit(plan)
+                if pending is not None:
+                    yield self._finish(pending)
+                pending = upcoming
+            if pending is not None:
+                yield self._finish(pending)
+
+    def _finish(self, pending):
+        plan, futures = pending
+        return plan, tuple(self._to_device(f.result()) for f in futures)
+
+
+def place_data(X, *, offset, scale, shape, device: torch.device, limit):
+    """Put samples on the device when they fit in ``limit`` bytes, else stream them.
+
+    ``limit`` is a number of bytes or ``"auto"``: on CUDA, half of the free
+    device memory; elsewhere everything in host memory stays resident, and an
+    ``np.memmap`` is streamed (it is on disk for a reason).
+    """
+    n_bytes = X.shape[0] * X.shape[1] * 4
+    if limit == "auto":
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = n_bytes <= free // 2
+        else:
+            fits = not isinstance(X, np.memmap)
+    else:
+        fits = n_bytes <= parse_memory(limit)
+    if fits:
+        tensor = to_device(np.asarray(X, dtype=np.float32), device)
+        offset, scale = scaling_tensors(offset, scale, device)
+        return ResidentData(scale_on_device(tensor, offset, scale, shape))
+    return StreamedData(X, offset=offset, scale=scale, shape=shape, device=device)
 
 
 class DeviceBatches:
@@ -242,7 +404,7 @@ class Trainer(NeuralNet):
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
             losses.append(step["loss"])
-            sizes.append(int(batch.shape[0]))
+            sizes.append(_batch_length(batch))
             self.notify("on_batch_end", batch=batch, training=training, **step)
         if not losses:
             raise TrainingError("The objective produced no batch in this epoch.")
@@ -264,6 +426,13 @@ class Trainer(NeuralNet):
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
         self.criterion_.on_epoch_end(self)
+
+
+def _batch_length(batch) -> int:
+    """Samples in a batch: a tensor, or nested tuples whose first leaf is one."""
+    while isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    return int(batch.shape[0])
 
 
 def train(
@@ -320,6 +489,7 @@ def infer(
     *,
     device: torch.device,
     shape=None,
+    scaling=None,
     batch_size: int = INFERENCE_BATCH,
 ) -> Tensor | tuple[Tensor, ...]:
     """Apply ``fn(module, batch)`` to ``X`` in batches on ``device``.
@@ -327,16 +497,23 @@ def infer(
     Results come back on the CPU.
 
     ``X`` may be a host array (copied batch by batch) or a tensor already on
-    ``device``. The module runs in eval mode under autocast; outputs are cast
-    back to float32.
+    ``device``. ``scaling=(offset, scale)`` scales host batches on the device
+    (:func:`scale_on_device`). The module runs in eval mode under autocast;
+    outputs are cast back to float32.
     """
     module.eval()
     amp_dtype = autocast_dtype(device)
+    if scaling is not None:
+        offset, scale = scaling_tensors(*scaling, device)
     outputs: list = []
     for start in range(0, X.shape[0], batch_size):
         chunk = X[start : start + batch_size]
         if isinstance(chunk, np.ndarray):
-            chunk = to_device(chunk, device, shape)
+            chunk = to_device(chunk, device)
+            if scaling is not None:
+                chunk = scale_on_device(chunk, offset, scale, shape)
+            elif shape is not None:
+                chunk = chunk.reshape(chunk.shape[0], *shape)
         with autocast(device, amp_dtype):
             out = fn(module, chunk)
         outputs.append(out)

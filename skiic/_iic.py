@@ -21,7 +21,7 @@ from .augment import (
     sample_neighbors,
 )
 from .exceptions import ConvergenceWarning, TrainingError
-from .losses import iic_loss
+from .losses import iic_loss, iic_loss_from_joint
 from .networks import ClusteringHeads, MultiHeadNetwork, feature_width
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
@@ -30,6 +30,7 @@ _AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 10, 100
 _AUTO_NEIGHBORS = 10
 # Head selection: views cached per sample, and the fit of the fresh heads.
 _CACHED_VIEWS, _HEAD_STEPS, _HEAD_BATCH, _HEAD_LR = 4, 300, 1024, 1e-2
+_HEAD_FIT_SAMPLES = 50_000
 
 
 class IICClustering(
@@ -96,6 +97,13 @@ class IICClustering(
         1,797 digits at the default batch size, 10 for MNIST's 70,000).
     batch_size : int, default=256
         Samples per optimiser step.
+    device_memory_limit : int, str or "auto", default="auto"
+        Largest training set, in bytes (or a string such as ``"2GB"``), that
+        is copied to the device whole; larger data stays in host memory, or in
+        its ``np.memmap``, and is streamed to the device batch by batch (rows
+        gathered and pinned in a background thread while the device computes).
+        ``"auto"``: half of the free GPU memory on CUDA; on the CPU, arrays are
+        used in place and memmaps streamed.
     lr : float, default=1e-3
         Adam learning rate.
     device : str, default="auto"
@@ -124,7 +132,10 @@ class IICClustering(
         Per-epoch training log of the kept initialisation (``train_loss``,
         ``dur``, ...).
     module_ : torch.nn.Module
-        The trained network, on the CPU.
+        The trained network (backbone and selected head), on the CPU.
+    streamed_ : bool
+        Whether the training data was streamed to the device batch by batch
+        instead of copied whole (see ``device_memory_limit``).
     input_shape_ : tuple of int or None
         Image shape the model was fitted on, ``None`` for vectors.
     n_features_in_ : int
@@ -170,6 +181,7 @@ class IICClustering(
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "n_head_inits": [Interval(Integral, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
         "n_neighbors": [
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
@@ -193,6 +205,7 @@ class IICClustering(
         module=None,
         max_epochs="auto",
         batch_size=256,
+        device_memory_limit="auto",
         lr=1e-3,
         device="auto",
         random_state=None,
@@ -210,6 +223,7 @@ class IICClustering(
         self.module = module
         self.max_epochs = max_epochs
         self.batch_size = batch_size
+        self.device_memory_limit = device_memory_limit
         self.lr = lr
         self.device = device
         self.random_state = random_state
@@ -251,7 +265,7 @@ class IICClustering(
         )
         device = self._fit_device()
         *init_seeds, view_seed = self._seeds(self.n_init + 1)
-        data = _engine.to_device(self._scaled(X), device, image_shape)
+        data = self._place(X, device)
         with _engine.forked_rng(view_seed, device):
             neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
         views = _Views(neighbors, augment)
@@ -279,10 +293,12 @@ class IICClustering(
         selection, module, history = best
         # Keep the backbone and the selected head only: that is what predicts.
         module.heads = nn.ModuleList([selection.head.cpu()])
-        labels = selection.proba.argmax(axis=1)
+        labels = _assign(module.to(device), data, device)
+        module.to("cpu")
         counts = np.bincount(labels, minlength=self.n_clusters)
         self._cluster_order = np.argsort(-counts, kind="stable")
         self._view_seed = view_seed
+        self.streamed_ = data.streamed
         self._n_neighbors = n_neighbors
         self._augment = augment
         self.module_ = module.eval()
@@ -365,14 +381,13 @@ class IICClustering(
         if X.shape[0] < 2:
             raise ValueError("score needs at least 2 samples to pair views.")
         device = self._predict_device()
-        data = _engine.to_device(self._scaled(X), device, self.input_shape_)
+        data = self._place(X, device)
         module = self._module_on(device)
         with _engine.forked_rng(self._view_seed, device):
             n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
             neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
             views = _Views(neighbors, self._augment)
-            clean, _, partners = _embed(module.backbone, data, views, 1, device)
-            losses, _ = _head_losses(module.heads[0], clean, partners[0], alpha=1.0)
+            losses = _evaluate_heads(module, [module.heads[0]], data, views, 1.0)
         return float(-losses[0])
 
     @property
@@ -388,6 +403,17 @@ class IICClustering(
     def _proba(self, X):
         proba = self._infer(X, lambda module, x: module(x)[0][0].float().softmax(dim=1))
         return proba.numpy()[:, self._cluster_order]
+
+    def _place(self, X, device):
+        """The samples on the device, or streamed when over ``device_memory_limit``."""
+        return _engine.place_data(
+            X,
+            offset=self._offset,
+            scale=self._scale,
+            shape=self.input_shape_,
+            device=device,
+            limit=self.device_memory_limit,
+        )
 
     def _build_network(self, n_features, image_shape):
         backbone = self._backbone(n_features, image_shape)
@@ -430,37 +456,61 @@ class IICClustering(
 
 
 class _Views:
-    """Second views for IIC: an optional neighbour swap, then augmentation."""
+    """Pairs of views for IIC: a neighbour swap (vectors), then augmentation."""
 
     def __init__(self, neighbors: Tensor | None, augment) -> None:
         self.neighbors = neighbors
         self.augment = augment
 
-    def _augmented(self, x: Tensor) -> Tensor:
-        return x if self.augment is None else self.augment(x)
+    def partner_indices(self, idx: Tensor, generator=None) -> Tensor:
+        """Index of each sample's partner: a random neighbour, or the sample."""
+        if self.neighbors is None:
+            return idx
+        device = self.neighbors.device
+        picked = sample_neighbors(self.neighbors, idx.to(device), generator=generator)
+        return picked.to(idx.device)
 
-    def partner(self, data: Tensor, idx: Tensor) -> Tensor:
-        """The second view: a random neighbour (or the sample), augmented."""
+    def plans(self, batches):
+        """Turn batches of indices into ``(idx, partner_idx)`` plans.
+
+        Partners are drawn from a generator of their own, seeded from torch's
+        global one when planning starts, so the draws do not depend on how far
+        ahead a streamed data source plans (prefetching).
+        """
+        generator = None
         if self.neighbors is not None:
-            idx = sample_neighbors(self.neighbors, idx)
-        return self._augmented(data[idx])
+            seed = int(torch.randint(2**62, (1,)).item())
+            generator = torch.Generator(device=self.neighbors.device).manual_seed(seed)
+        for idx in batches:
+            yield idx, self.partner_indices(idx, generator)
 
-    def pair(self, data: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Both training views: the sample augmented, and its partner."""
-        return self._augmented(data[idx]), self.partner(data, idx)
+    def augmented(self, x: Tensor) -> Tensor:
+        return x if self.augment is None else self.augment(x)
 
 
 class _IICObjective(_engine.Objective):
-    """Mean IIC loss over the sub-heads of every head group."""
+    """Mean IIC loss over the sub-heads of every head group.
 
-    def __init__(self, data: Tensor, views: _Views, *, alpha: float) -> None:
+    Its batches are ``((idx, partner_idx), (x, partner))``: the partner
+    indices are drawn when a batch is planned, so a streamed data source can
+    fetch both sets of rows ahead of time.
+    """
+
+    def __init__(self, data, views: _Views, *, alpha: float) -> None:
         super().__init__()
         self.data = data
         self.views = views
         self.alpha = alpha
 
-    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:
-        first, second = self.views.pair(self.data, idx)
+    def batches(self, n_samples, batch_size, device):
+        index_batches = _engine.DeviceBatches(
+            n_samples, batch_size, self.data.index_device
+        )
+        return _Epochs(lambda: self.data.load(self.views.plans(index_batches)))
+
+    def forward(self, module: nn.Module, batch) -> Tensor:
+        _, (x, partner) = batch
+        first, second = self.views.augmented(x), self.views.augmented(partner)
         loss = 0.0
         for logits1, logits2 in zip(module(first), module(second)):
             p1 = logits1.float().softmax(dim=-1)
@@ -469,11 +519,20 @@ class _IICObjective(_engine.Objective):
         return loss
 
 
+class _Epochs:
+    """Re-iterable: each ``iter`` starts a new epoch from ``make()``."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
 class _Selection(NamedTuple):
     head: ClusteringHeads  # the selected head, a single sub-head
     loss: float  # its loss
     losses: np.ndarray  # loss of every candidate: trained sub-heads, then fresh heads
-    proba: np.ndarray  # its soft assignments of the clean training samples
 
 
 def _select_head(module, data, views, *, alpha, n_head_inits, device):
@@ -481,56 +540,54 @@ def _select_head(module, data, views, *, alpha, n_head_inits, device):
 
     Candidates are the main sub-heads trained with the network and
     ``n_head_inits`` fresh linear heads fitted by the same loss on the frozen
-    features of several random views (cheap: the features are computed once).
-    Heads trained jointly with the backbone often settle in poor local optima
-    that a fresh head on the same features escapes, and across heads the loss
-    tracks clustering quality closely, so the loss chooses. All candidates are
-    scored on the same views: clean samples against one second view each.
+    features of several random views (cheap: the features are computed once,
+    for at most ``_HEAD_FIT_SAMPLES`` samples). Heads trained jointly with the
+    backbone often settle in poor local optima that a fresh head on the same
+    features escapes, and across heads the loss tracks clustering quality
+    closely, so the loss chooses. Every candidate is scored on all samples
+    against the same second views.
     """
-    clean, firsts, partners = _embed(
-        module.backbone, data, views, _CACHED_VIEWS, device
-    )
     trained = module.heads[0]
     candidates = [trained]
     if n_head_inits:
-        fresh = ClusteringHeads(clean.shape[1], trained.n_outputs, n_head_inits).to(
-            device
-        )
+        n = data.n_samples
+        fit_idx = torch.arange(n, device=data.index_device)
+        if n > _HEAD_FIT_SAMPLES:
+            fit_idx = torch.randperm(n, device=data.index_device)[:_HEAD_FIT_SAMPLES]
+        firsts, partners = _embed_views(module.backbone, data, views, fit_idx, device)
+        width = firsts.shape[-1]
+        fresh = ClusteringHeads(width, trained.n_outputs, n_head_inits).to(device)
         _fit_heads(fresh, firsts, partners, alpha=alpha)
+        del firsts, partners
         candidates.append(fresh)
-    losses, probas = [], []
-    for heads in candidates:
-        head_losses, proba = _head_losses(heads, clean, partners[0], alpha=alpha)
-        losses.append(head_losses)
-        probas.append(proba)
-    losses = np.concatenate(losses)
+    losses = _evaluate_heads(module, candidates, data, views, alpha)
     best = int(np.argmin(losses))
     which, index = (0, best) if best < trained.n_heads else (1, best - trained.n_heads)
     head = _single_head(candidates[which], index)
-    proba = probas[which][index].cpu().numpy()
-    return _Selection(head, float(losses[best]), losses, proba)
+    return _Selection(head, float(losses[best]), losses)
 
 
 @torch.no_grad()
-def _embed(backbone, data, views, n_views, device):
-    """Backbone features (float32) of clean samples and of random views.
+def _embed_views(backbone, data, views, fit_idx, device):
+    """Features (float32) of ``_CACHED_VIEWS`` random view pairs of some samples.
 
-    Returns ``clean`` (n, width), ``firsts`` (n_views, n, width): augmented
-    samples, and ``partners`` (n_views, n, width): second views (augmented
-    neighbours, or augmented samples).
+    Returns ``firsts`` and ``partners``, each (n_views, len(fit_idx), width):
+    the augmented samples and their augmented partners.
     """
     backbone.eval()
     amp_dtype = _engine.autocast_dtype(device)
-    clean, firsts, partners = [], [], []
-    for idx in torch.arange(data.shape[0], device=device).split(
-        _engine.INFERENCE_BATCH
-    ):
-        with _engine.autocast(device, amp_dtype):
-            clean.append(backbone(data[idx]).float())
-            pairs = [views.pair(data, idx) for _ in range(n_views)]
-            firsts.append(torch.stack([backbone(a).float() for a, _ in pairs]))
-            partners.append(torch.stack([backbone(b).float() for _, b in pairs]))
-    return torch.cat(clean), torch.cat(firsts, dim=1), torch.cat(partners, dim=1)
+    firsts, partners = [], []
+    for idx in fit_idx.split(_engine.INFERENCE_BATCH):
+        a_views, b_views = [], []
+        for _ in range(_CACHED_VIEWS):
+            plan = (idx, views.partner_indices(idx))
+            _, (x, partner) = next(iter(data.load([plan])))
+            with _engine.autocast(device, amp_dtype):
+                a_views.append(backbone(views.augmented(x)).float())
+                b_views.append(backbone(views.augmented(partner)).float())
+        firsts.append(torch.stack(a_views))
+        partners.append(torch.stack(b_views))
+    return torch.cat(firsts, dim=1), torch.cat(partners, dim=1)
 
 
 def _fit_heads(heads, firsts, partners, *, alpha):
@@ -553,11 +610,46 @@ def _fit_heads(heads, firsts, partners, *, alpha):
 
 
 @torch.no_grad()
-def _head_losses(heads, clean, partner, *, alpha):
-    """Loss of each sub-head over all samples, and their clean soft assignments."""
-    p_clean = heads(clean).float().softmax(dim=-1)
-    p_partner = heads(partner).float().softmax(dim=-1)
-    return iic_loss(p_clean, p_partner, alpha=alpha).cpu().numpy(), p_clean
+def _evaluate_heads(module, candidates, data, views, alpha):
+    """Loss of every sub-head of ``candidates`` on all samples, clean vs. one view.
+
+    The joint distributions are summed chunk by chunk (the IIC joint is a sum
+    over samples), so memory does not grow with the data.
+    """
+    device = next(module.parameters()).device
+    module.eval()
+    amp_dtype = _engine.autocast_dtype(device)
+    joints = [None] * len(candidates)
+    indices = torch.arange(data.n_samples, device=data.index_device)
+    plans = views.plans(indices.split(_engine.INFERENCE_BATCH))
+    for _, (x, partner) in data.load(plans):
+        with _engine.autocast(device, amp_dtype):
+            clean = module.backbone(x).float()
+            second = module.backbone(views.augmented(partner)).float()
+        for i, heads in enumerate(candidates):
+            p1 = heads(clean).float().softmax(dim=-1)
+            p2 = heads(second).float().softmax(dim=-1)
+            joint = p1.transpose(-1, -2) @ p2
+            joints[i] = joint if joints[i] is None else joints[i] + joint
+    losses = []
+    for joint in joints:
+        joint = (joint + joint.transpose(-1, -2)) / 2
+        losses.append(iic_loss_from_joint(joint, alpha=alpha).cpu().numpy())
+    return np.concatenate(losses)
+
+
+@torch.no_grad()
+def _assign(module, data, device):
+    """Cluster of every sample by the module's first head (eval mode)."""
+    module.eval()
+    amp_dtype = _engine.autocast_dtype(device)
+    labels = []
+    indices = torch.arange(data.n_samples, device=data.index_device)
+    for idx in indices.split(_engine.INFERENCE_BATCH):
+        with _engine.autocast(device, amp_dtype):
+            logits = module(data.take(idx))[0][0]
+        labels.append(logits.float().argmax(dim=1).cpu())
+    return torch.cat(labels).numpy()
 
 
 def _single_head(heads, index):

@@ -18,6 +18,9 @@ from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
 )
 from sklearn.utils.validation import validate_data
 
+# Rows read at a time when a memmap is validated or summarised.
+_CHUNK_ROWS = 8192
+
 __all__ = [
     "HasMethods",
     "Interval",
@@ -26,6 +29,7 @@ __all__ = [
     "check_image_shape",
     "check_input",
     "check_n_samples",
+    "chunked_stats",
 ]
 
 
@@ -56,6 +60,8 @@ def check_input(estimator, X, *, reset):
         ``(C, H, W)`` of image input, ``None`` for vectors. At prediction time
         this is the fitted shape.
     """
+    if isinstance(X, np.memmap) and X.flags.c_contiguous:
+        return _check_memmap(estimator, X, reset=reset)
     if hasattr(X, "shape") and getattr(X, "ndim", 2) in (3, 4) and not _is_sparse(X):
         X = np.asarray(X)
     given_shape = None
@@ -74,21 +80,62 @@ def check_input(estimator, X, *, reset):
         dtype=[np.float64, np.float32],
         ensure_min_features=1,
     )
-    if reset:
-        image_shape = check_image_shape(estimator.input_shape, given_shape, X.shape[1])
-    else:
-        image_shape = estimator.input_shape_
-        if (
-            given_shape is not None
-            and image_shape is not None
-            and given_shape != image_shape
-        ):
-            raise ValueError(
-                f"X holds images of shape {given_shape}, but "
-                f"{type(estimator).__name__} was fitted on images of shape "
-                f"{image_shape}."
-            )
+    image_shape = _image_shape(estimator, given_shape, X.shape[1], reset)
     return np.ascontiguousarray(X, dtype=np.float32), image_shape
+
+
+def _image_shape(estimator, given_shape, n_features, reset):
+    if reset:
+        return check_image_shape(estimator.input_shape, given_shape, n_features)
+    image_shape = estimator.input_shape_
+    if (
+        given_shape is not None
+        and image_shape is not None
+        and given_shape != image_shape
+    ):
+        raise ValueError(
+            f"X holds images of shape {given_shape}, but "
+            f"{type(estimator).__name__} was fitted on images of shape "
+            f"{image_shape}."
+        )
+    return image_shape
+
+
+def _check_memmap(estimator, X, *, reset):
+    """Validate an ``np.memmap`` chunk by chunk, without loading it into memory.
+
+    The samples are returned as a flat memmap view in their stored dtype; the
+    estimators scale and convert them batch by batch on the device.
+    """
+    if X.ndim > 4:
+        raise ValueError(
+            f"X must be 2-D (n_samples, n_features), 3-D (n_samples, H, W) or 4-D "
+            f"(n_samples, C, H, W); got an array with {X.ndim} dimensions."
+        )
+    given_shape = None
+    if X.ndim in (3, 4):
+        given_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
+    if X.ndim >= 2:
+        X = X.reshape(X.shape[0], -1)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"A memmap X must hold real numbers; got dtype {X.dtype}. Convert it "
+            "with np.asarray(X, dtype=np.float32) if it fits in memory."
+        )
+    # n_features_in_, the 2-D and sample-count checks on a small slice ...
+    validate_data(
+        estimator,
+        X[:2],
+        reset=reset,
+        dtype=[np.float64, np.float32],
+        ensure_min_features=1,
+    )
+    # ... and finiteness on all of it, a chunk at a time.
+    if X.dtype.kind == "f":
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            if not np.isfinite(X[start : start + _CHUNK_ROWS]).all():
+                raise ValueError("Input X contains NaN or infinity.")
+    return X, _image_shape(estimator, given_shape, X.shape[1], reset)
 
 
 def check_image_shape(input_shape, given_shape, n_features):
@@ -125,6 +172,31 @@ def check_n_samples(estimator, X, n_clusters=None):
         )
     if n_clusters is not None and n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+
+
+def chunked_stats(X):
+    """Global min and max, per-feature mean and variance, over row chunks.
+
+    Works on memmaps without loading them (float64 accumulation, chunks merged
+    with Chan's parallel variance formula).
+    """
+    low, high = np.inf, -np.inf
+    count, mean, m2 = 0, None, None
+    for start in range(0, X.shape[0], _CHUNK_ROWS):
+        chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float64)
+        low, high = min(low, chunk.min()), max(high, chunk.max())
+        n = chunk.shape[0]
+        chunk_mean = chunk.mean(axis=0)
+        chunk_m2 = ((chunk - chunk_mean) ** 2).sum(axis=0)
+        if mean is None:
+            count, mean, m2 = n, chunk_mean, chunk_m2
+            continue
+        delta = chunk_mean - mean
+        total = count + n
+        mean = mean + delta * n / total
+        m2 = m2 + chunk_m2 + delta**2 * count * n / total
+        count = total
+    return float(low), float(high), mean, m2 / count
 
 
 def _is_sparse(X):

@@ -224,25 +224,28 @@ class VectorAugmentation:
 
 
 @torch.no_grad()
-def nearest_neighbors(X: Tensor, n_neighbors: int, *, chunk_size: int = 2048) -> Tensor:
+def nearest_neighbors(X, n_neighbors: int, *, chunk_size: int = 4096) -> Tensor:
     """Indices of each sample's nearest neighbours, itself excluded.
 
-    Euclidean distance on the flattened samples, computed on ``X``'s device in
-    chunks of rows so that memory stays at ``chunk_size * n_samples`` floats.
+    Euclidean distance on the flattened samples, computed block by block
+    (``chunk_size`` rows against ``chunk_size`` columns) with a running top-k,
+    so memory stays at a few ``chunk_size**2`` floats whatever the data size.
 
     Parameters
     ----------
-    X : Tensor of shape (n_samples, ...)
-        The samples.
+    X : Tensor of shape (n_samples, ...) or data source
+        The samples; or any object with ``n_samples``, ``device``,
+        ``index_device`` and ``take(idx)`` returning the samples ``idx`` on
+        ``device`` (the estimators pass their streamed data this way).
     n_neighbors : int
         Neighbours per sample; at most ``n_samples - 1``.
-    chunk_size : int, default=2048
-        Rows of the distance matrix computed at a time.
+    chunk_size : int, default=4096
+        Rows (and columns) of a block of the distance matrix.
 
     Returns
     -------
     Tensor of shape (n_samples, n_neighbors), dtype int64
-        Neighbour indices, nearest first.
+        Neighbour indices, nearest first, on the samples' device.
 
     Examples
     --------
@@ -251,28 +254,50 @@ def nearest_neighbors(X: Tensor, n_neighbors: int, *, chunk_size: int = 2048) ->
     >>> X = torch.tensor([[0.0], [1.0], [10.0], [11.5]])
     >>> nearest_neighbors(X, 1).ravel().tolist()
     [1, 0, 3, 2]
+    >>> nearest_neighbors(X, 2, chunk_size=3).tolist()
+    [[1, 2], [0, 2], [3, 1], [2, 1]]
     """
-    n = X.shape[0]
+    if isinstance(X, Tensor):
+        n, device, index_device = X.shape[0], X.device, X.device
+
+        def take(idx):
+            return X[idx]
+
+    else:
+        n, device, index_device, take = X.n_samples, X.device, X.index_device, X.take
     if not 0 < n_neighbors < n:
         raise ValueError(
             f"n_neighbors must be between 1 and n_samples - 1 = {n - 1}; "
             f"got {n_neighbors}."
         )
-    flat = X.reshape(n, -1).float()
-    sq_norms = (flat * flat).sum(dim=1)
-    result = torch.empty(n, n_neighbors, dtype=torch.long, device=X.device)
-    for start in range(0, n, chunk_size):
-        rows = flat[start : start + chunk_size]
-        dist = sq_norms[start : start + chunk_size, None] - 2 * rows @ flat.T + sq_norms
-        own = torch.arange(start, start + rows.shape[0], device=X.device)
-        dist[own - start, own] = float("inf")
-        result[start : start + rows.shape[0]] = dist.topk(
-            n_neighbors, dim=1, largest=False
-        ).indices
+    blocks = torch.arange(n, device=index_device).split(chunk_size)
+    result = torch.empty(n, n_neighbors, dtype=torch.long, device=device)
+    for row_idx in blocks:
+        rows = take(row_idx).reshape(len(row_idx), -1).float()
+        row_norms = (rows * rows).sum(dim=1, keepdim=True)
+        own = row_idx.to(device)
+        best_dist = torch.full((len(row_idx), 0), float("inf"), device=device)
+        best_idx = torch.empty((len(row_idx), 0), dtype=torch.long, device=device)
+        for col_idx in blocks:
+            cols = (
+                rows if col_idx is row_idx else take(col_idx).reshape(len(col_idx), -1)
+            )
+            cols = cols.float()
+            dist = row_norms - 2 * rows @ cols.T + (cols * cols).sum(dim=1)
+            candidates = col_idx.to(device).expand(len(row_idx), -1)
+            dist = dist.masked_fill(candidates == own[:, None], float("inf"))
+            dist = torch.cat([best_dist, dist], dim=1)
+            candidates = torch.cat([best_idx, candidates], dim=1)
+            keep = dist.topk(min(n_neighbors, dist.shape[1]), dim=1, largest=False)
+            best_dist = keep.values
+            best_idx = candidates.gather(1, keep.indices)
+        result[own] = best_idx
     return result
 
 
-def sample_neighbors(neighbors: Tensor, idx: Tensor) -> Tensor:
+def sample_neighbors(
+    neighbors: Tensor, idx: Tensor, *, generator: torch.Generator | None = None
+) -> Tensor:
     """Draw one random neighbour for each index of a batch.
 
     Parameters
@@ -281,6 +306,9 @@ def sample_neighbors(neighbors: Tensor, idx: Tensor) -> Tensor:
         Output of :func:`nearest_neighbors`.
     idx : Tensor of shape (batch,)
         Sample indices.
+    generator : torch.Generator, default=None
+        Source of the draws (on the neighbours' device); torch's global one
+        when None.
 
     Returns
     -------
@@ -295,7 +323,12 @@ def sample_neighbors(neighbors: Tensor, idx: Tensor) -> Tensor:
     >>> sample_neighbors(knn, torch.tensor([0, 0, 1])).shape
     torch.Size([3])
     """
-    pick = torch.randint(neighbors.shape[1], (idx.shape[0],), device=neighbors.device)
+    pick = torch.randint(
+        neighbors.shape[1],
+        (idx.shape[0],),
+        device=neighbors.device,
+        generator=generator,
+    )
     return neighbors[idx, pick]
 
 

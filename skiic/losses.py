@@ -9,7 +9,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["IICLoss", "iic_loss", "joint_distribution", "mutual_information"]
+__all__ = [
+    "IICLoss",
+    "iic_loss",
+    "iic_loss_from_joint",
+    "joint_distribution",
+    "mutual_information",
+]
 
 # Probabilities below this are clamped before the logarithm, as in the authors' code.
 _EPS = torch.finfo(torch.float32).eps
@@ -90,7 +96,40 @@ def iic_loss(p1: Tensor, p2: Tensor, *, alpha: float = 1.0) -> Tensor:
     >>> round(-iic_loss(p, p).item(), 4)
     0.6931
     """
-    joint = joint_distribution(p1, p2)
+    return iic_loss_from_joint(joint_distribution(p1, p2), alpha=alpha)
+
+
+def iic_loss_from_joint(joint: Tensor, *, alpha: float = 1.0) -> Tensor:
+    """:func:`iic_loss` from an already accumulated joint distribution.
+
+    The joint distribution is a sum over samples, so it can be accumulated
+    over chunks of a data set too large for one batch, or all-reduced across
+    processes, and the loss computed once from the total.
+
+    Parameters
+    ----------
+    joint : Tensor of shape (..., n_clusters, n_clusters)
+        Non-negative, symmetric; it is normalised to sum to one here.
+    alpha : float, default=1.0
+        Weight of the marginal entropy terms; 1 gives the paper's loss.
+
+    Returns
+    -------
+    loss : Tensor of shape (...)
+        As :func:`iic_loss`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.losses import iic_loss, iic_loss_from_joint
+    >>> p1, p2 = torch.softmax(torch.randn(2, 6, 3), dim=-1)
+    >>> chunks = p1[:3].T @ p2[:3] + p1[3:].T @ p2[3:]
+    >>> joint = (chunks + chunks.T) / 2
+    >>> bool(torch.isclose(iic_loss_from_joint(joint), iic_loss(p1, p2)))
+    True
+    """
+    joint = joint.float()
+    joint = joint / joint.sum(dim=(-2, -1), keepdim=True)
     joint = joint.clamp_min(_EPS)
     marginal_i = joint.sum(dim=-1, keepdim=True)
     marginal_j = joint.sum(dim=-2, keepdim=True)

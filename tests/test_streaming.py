@@ -1,0 +1,125 @@
+"""Data larger than the device budget: streamed batches, memmaps, bounded memory."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+
+from skiic import IICClustering
+from skiic._engine import ResidentData, StreamedData, parse_memory, place_data
+from skiic.augment import nearest_neighbors
+from skiic.metrics import matched_accuracy
+from skiic.networks import MLPBackbone
+
+FAST = dict(n_init=1, max_epochs=5, n_heads=2, n_head_inits=10, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=600, centers=4, cluster_std=1.0, random_state=0)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(1024, 1024), ("512MB", 512 * 10**6), ("2 GiB", 2 * 2**30), ("1.5kb", 1500)],
+)
+def test_parse_memory(value, expected):
+    assert parse_memory(value) == expected
+
+
+def test_parse_memory_rejects_nonsense():
+    with pytest.raises(ValueError, match="memory size"):
+        parse_memory("lots")
+
+
+def test_streamed_batches_equal_resident_ones():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, size=(50, 12)).astype(np.uint8)
+    offset, scale = np.float32(3.0), np.float32(7.0)
+    device = torch.device("cpu")
+    resident = place_data(
+        X, offset=offset, scale=scale, shape=None, device=device, limit="auto"
+    )
+    streamed = place_data(
+        X, offset=offset, scale=scale, shape=None, device=device, limit=0
+    )
+    assert isinstance(resident, ResidentData) and isinstance(streamed, StreamedData)
+    plans = [(torch.tensor([3, 1, 4]), torch.tensor([1, 5])), (torch.tensor([9, 2]),)]
+    for (_, a), (_, b) in zip(resident.load(plans), streamed.load(plans)):
+        for ta, tb in zip(a, b):
+            assert torch.equal(ta, tb)
+    assert streamed.max_rows == 3
+    assert torch.equal(
+        nearest_neighbors(resident, 3, chunk_size=16),
+        nearest_neighbors(streamed, 3, chunk_size=16),
+    )
+
+
+@pytest.mark.parametrize("kind", ["vectors", "images"])
+def test_streaming_gives_the_resident_result(blobs, kind):
+    if kind == "vectors":
+        X, y = blobs
+        n_clusters = 4
+    else:
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(n_class=4, return_X_y=True)
+        X, n_clusters = X.reshape(-1, 1, 8, 8), 4
+    resident = IICClustering(n_clusters, random_state=0, **FAST).fit(X)
+    streamed = IICClustering(
+        n_clusters, random_state=0, device_memory_limit=0, **FAST
+    ).fit(X)
+    assert not resident.streamed_ and streamed.streamed_
+    assert np.array_equal(resident.labels_, streamed.labels_)
+    assert resident.loss_ == pytest.approx(streamed.loss_, abs=1e-5)
+    assert matched_accuracy(y, streamed.labels_) > 0.8
+
+
+def _blobs_memmap(path, n_samples):
+    X, y = make_blobs(n_samples=n_samples, centers=4, n_features=32, random_state=0)
+    stored = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+    stored[:] = X
+    stored.flush()
+    return np.memmap(path, dtype=np.float32, mode="r", shape=X.shape), y
+
+
+def test_memmap_is_streamed_in_bounded_host_memory(tmp_path):
+    """Peak host allocations do not grow with the rows of a memmapped X."""
+    params = dict(
+        FAST,
+        max_epochs=1,
+        batch_size=1024,
+        n_neighbors=0,
+        module=MLPBackbone(32, hidden=(64,)),
+        random_state=0,
+    )
+    peaks, models = {}, {}
+    for n_samples in (10_000, 40_000):
+        data, y = _blobs_memmap(tmp_path / f"X{n_samples}.dat", n_samples)
+        IICClustering(4, **params).fit(data[:2000])  # lazy imports, warm caches
+        tracemalloc.start()
+        models[n_samples] = IICClustering(4, **params).fit(data)
+        peaks[n_samples] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert models[n_samples].streamed_
+        assert matched_accuracy(y, models[n_samples].labels_) > 0.9
+    extra_rows = 30_000 * 32 * 4  # a float32 copy of the additional rows: 3.8 MB
+    assert peaks[40_000] < peaks[10_000] + extra_rows / 4, peaks
+    assert np.array_equal(
+        models[40_000].predict(data[:100]), models[40_000].labels_[:100]
+    )
+
+
+def test_memmap_with_nan_is_rejected(tmp_path):
+    path = tmp_path / "bad.dat"
+    stored = np.memmap(path, dtype=np.float64, mode="w+", shape=(20000, 3))
+    stored[:] = 1.0
+    stored[15000, 1] = np.nan
+    stored.flush()
+    with pytest.raises(ValueError, match="NaN"):
+        IICClustering(3, **FAST).fit(
+            np.memmap(path, dtype=np.float64, mode="r", shape=(20000, 3))
+        )
