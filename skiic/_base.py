@@ -111,8 +111,18 @@ class _BaseDeepEstimator(BaseEstimator):
             else (self.n_features_in_,)
         )
 
-    def _train(self, module, objective, n_samples, device, max_epochs, callbacks=None):
+    def _train(
+        self,
+        module,
+        objective,
+        n_samples,
+        device,
+        max_epochs,
+        callbacks=None,
+        parallel=None,
+    ):
         """Train on the engine with the shared parameters; returns (module, history)."""
+        verbose = self.verbose if parallel is None or parallel.is_main else 0
         return _engine.train(
             module,
             objective,
@@ -121,8 +131,9 @@ class _BaseDeepEstimator(BaseEstimator):
             batch_size=self.batch_size,
             lr=self.lr,
             device=device,
-            verbose=self.verbose,
+            verbose=verbose,
             callbacks=callbacks,
+            parallel=parallel,
         )
 
     def _infer(self, X, fn, *, device=None):

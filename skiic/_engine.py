@@ -348,11 +348,13 @@ class Trainer(NeuralNet):
         *,
         n_samples: int,
         amp_dtype: torch.dtype | None = None,
+        parallel=None,
         **kwargs,
     ) -> None:
         super().__init__(module, criterion=objective, train_split=None, **kwargs)
         self.n_samples = n_samples
         self.amp_dtype = amp_dtype
+        self.parallel = parallel
 
     # data: indices on the device instead of a Dataset / DataLoader
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -389,6 +391,10 @@ class Trainer(NeuralNet):
             batch=batch,
             training=True,
         )
+        if self.parallel is not None:
+            if self.grad_scaler_ is not None:
+                self.grad_scaler_.unscale_(self.optimizer_)
+            self.parallel.average_gradients(self.module_.parameters())
         if self.grad_scaler_ is not None:
             self.grad_scaler_.step(self.optimizer_)
             self.grad_scaler_.update()
@@ -447,11 +453,14 @@ def train(
     verbose: int = 0,
     optimizer=torch.optim.Adam,
     callbacks: list[tuple[str, Callback]] | None = None,
+    parallel=None,
 ) -> tuple[nn.Module, History]:
     """Train ``module`` on ``objective`` and return it (on the CPU) with its history.
 
     The caller seeds torch (:func:`forked_rng`) and has put the objective's data
     on ``device``. ``verbose`` adds a progress bar and a per-epoch log table.
+    With a ``parallel`` context (:mod:`skiic._distributed`), gradients are
+    averaged over the processes before every step.
     """
     callbacks = list(callbacks or [])
     if verbose:
@@ -471,6 +480,7 @@ def train(
         device=str(device),
         callbacks=callbacks,
         verbose=verbose,
+        parallel=parallel if parallel is not None and parallel.active else None,
     )
     trainer.fit(torch.arange(n_samples, device=device))
     history = History(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -11,7 +12,7 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from torch import Tensor, nn
 
-from . import _engine
+from . import _distributed, _engine
 from ._base import _BaseDeepEstimator, resolve_max_epochs
 from ._validation import HasMethods, Interval, StrOptions, _fit_context
 from .augment import (
@@ -108,6 +109,18 @@ class IICClustering(
         Adam learning rate.
     device : str, default="auto"
         Torch device; ``"auto"`` picks CUDA when available, else the CPU.
+    devices : list of str, "process_group" or None, default=None
+        Train data-parallel, one process per listed device, e.g.
+        ``["cuda:0", "cuda:1"]`` (NCCL) or ``["cpu", "cpu"]`` (gloo). Each
+        process runs its shard of every global batch of ``batch_size``; the
+        IIC joint distribution, the BatchNorm statistics and the gradients are
+        summed over processes, so training equals one process on the same
+        global batch. Scripts that use it must guard their top level with
+        ``if __name__ == "__main__":``. ``"process_group"``: train on the
+        default process group that already exists, e.g. in a script started by
+        ``torchrun`` on several machines (every process calls ``fit`` on the
+        same data; its device is its local GPU when ``device="auto"``).
+        ``None`` trains in this process on ``device``.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, batches, augmentations and neighbour draws.
         Runs on the CPU with the same seed are identical.
@@ -182,6 +195,7 @@ class IICClustering(
         "n_head_inits": [Interval(Integral, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
+        "devices": [list, tuple, StrOptions({"process_group"}), None],
         "n_neighbors": [
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
@@ -208,6 +222,7 @@ class IICClustering(
         device_memory_limit="auto",
         lr=1e-3,
         device="auto",
+        devices=None,
         random_state=None,
         verbose=0,
     ):
@@ -226,6 +241,7 @@ class IICClustering(
         self.device_memory_limit = device_memory_limit
         self.lr = lr
         self.device = device
+        self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
 
@@ -255,7 +271,7 @@ class IICClustering(
                 "With augmentation=None the second view must come from neighbours; "
                 "set n_neighbors to a positive number."
             )
-        max_epochs = resolve_max_epochs(
+        self._fit_max_epochs = resolve_max_epochs(
             self.max_epochs,
             n_samples,
             self.batch_size,
@@ -263,21 +279,65 @@ class IICClustering(
             low=_AUTO_MIN_EPOCHS,
             high=_AUTO_MAX_EPOCHS,
         )
-        device = self._fit_device()
-        *init_seeds, view_seed = self._seeds(self.n_init + 1)
-        data = self._place(X, device)
-        with _engine.forked_rng(view_seed, device):
-            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
-        views = _Views(neighbors, augment)
+        *self._init_seeds, view_seed = self._seeds(self.n_init + 1)
+        self._view_seed = view_seed
+        self._n_neighbors = n_neighbors
+        self._augment = augment
+        if self.devices is None:
+            result = self._fit_core(X, device=self._fit_device())
+        elif self.devices == "process_group":
+            parallel = _distributed.process_group_parallel()
+            result = self._fit_core(X, device=self._rank_device(), parallel=parallel)
+        else:
+            result = _distributed.spawn(_fit_core_in_process, self.devices, (self, X))
+        selection, module, history, labels, streamed = result
+        counts = np.bincount(labels, minlength=self.n_clusters)
+        self._cluster_order = np.argsort(-counts, kind="stable")
+        self.streamed_ = streamed
+        self.module_ = module.eval()
+        self.head_losses_ = selection.losses
+        self.best_head_ = int(np.argmin(selection.losses))
+        self.loss_ = selection.loss
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.labels_ = np.argsort(self._cluster_order)[labels].astype(np.int64)
+        self._check_clusters(counts)
+        return self
 
+    def _fit_core(self, X, *, device, parallel=None):
+        """Train ``n_init`` networks, keep the lowest loss, label the samples.
+
+        Runs in the calling process, or in each process of a data-parallel run
+        (``parallel``); returns ``(selection, module, history, labels,
+        streamed)`` with the module on the CPU.
+        """
+        parallel = parallel or _distributed.Parallel()
+        data = self._place(X, device)
+        with _engine.forked_rng(self._view_seed, device):
+            neighbors = (
+                nearest_neighbors(data, self._n_neighbors)
+                if self._n_neighbors
+                else None
+            )
+        views = _Views(neighbors, self._augment)
         best = None
-        for seed in init_seeds:
+        for seed in self._init_seeds:
             with _engine.forked_rng(seed, device):
-                module = self._build_network(X.shape[1], image_shape)
-                objective = _IICObjective(data, views, alpha=self.alpha)
-                module, history = self._train(
-                    module, objective, n_samples, device, max_epochs
+                module = self._build_network(X.shape[1], self.input_shape_)
+                if parallel.active:
+                    _distributed.convert_batchnorm(module, parallel)
+                objective = _IICObjective(
+                    data, views, alpha=self.alpha, parallel=parallel
                 )
+                module, history = self._train(
+                    module,
+                    objective,
+                    data.n_samples,
+                    device,
+                    self._fit_max_epochs,
+                    parallel=parallel,
+                )
+                _distributed.revert_batchnorm(module)
                 selection = _select_head(
                     module.to(device),
                     data,
@@ -289,27 +349,17 @@ class IICClustering(
             module.to("cpu")
             if best is None or selection.loss < best[0].loss:
                 best = (selection, module, history)
-
         selection, module, history = best
         # Keep the backbone and the selected head only: that is what predicts.
         module.heads = nn.ModuleList([selection.head.cpu()])
         labels = _assign(module.to(device), data, device)
-        module.to("cpu")
-        counts = np.bincount(labels, minlength=self.n_clusters)
-        self._cluster_order = np.argsort(-counts, kind="stable")
-        self._view_seed = view_seed
-        self.streamed_ = data.streamed
-        self._n_neighbors = n_neighbors
-        self._augment = augment
-        self.module_ = module.eval()
-        self.head_losses_ = selection.losses
-        self.best_head_ = int(np.argmin(selection.losses))
-        self.loss_ = selection.loss
-        self.history_ = history
-        self.n_iter_ = len(history)
-        self.labels_ = np.argsort(self._cluster_order)[labels].astype(np.int64)
-        self._check_clusters(counts)
-        return self
+        return selection, module.to("cpu"), history, labels, data.streamed
+
+    def _rank_device(self):
+        """This process's device in a torchrun job: its local GPU, else ``device``."""
+        if self.device == "auto" and torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return self._fit_device()
 
     def predict(self, X):
         """Assign each sample of ``X`` to a cluster.
@@ -496,11 +546,12 @@ class _IICObjective(_engine.Objective):
     fetch both sets of rows ahead of time.
     """
 
-    def __init__(self, data, views: _Views, *, alpha: float) -> None:
+    def __init__(self, data, views: _Views, *, alpha: float, parallel=None) -> None:
         super().__init__()
         self.data = data
         self.views = views
         self.alpha = alpha
+        self.parallel = parallel or _distributed.Parallel()
 
     def batches(self, n_samples, batch_size, device):
         index_batches = _engine.DeviceBatches(
@@ -510,12 +561,16 @@ class _IICObjective(_engine.Objective):
 
     def forward(self, module: nn.Module, batch) -> Tensor:
         _, (x, partner) = batch
-        first, second = self.views.augmented(x), self.views.augmented(partner)
+        # Views of the whole (global) batch, then this process's shard of it.
+        first = self.parallel.shard(self.views.augmented(x))
+        second = self.parallel.shard(self.views.augmented(partner))
         loss = 0.0
         for logits1, logits2 in zip(module(first), module(second)):
             p1 = logits1.float().softmax(dim=-1)
             p2 = logits2.float().softmax(dim=-1)
-            loss = loss + iic_loss(p1, p2, alpha=self.alpha).mean()
+            joint = self.parallel.all_reduce(p1.transpose(-1, -2) @ p2)
+            joint = (joint + joint.transpose(-1, -2)) / 2
+            loss = loss + iic_loss_from_joint(joint, alpha=self.alpha).mean()
         return loss
 
 
@@ -662,3 +717,8 @@ def _single_head(heads, index):
         head.linear.weight.copy_(heads.linear.weight[index * k : (index + 1) * k])
         head.linear.bias.copy_(heads.linear.bias[index * k : (index + 1) * k])
     return head.eval()
+
+
+def _fit_core_in_process(estimator, X, *, device, parallel):
+    """Entry point of each spawned process: the fit core, on its device."""
+    return estimator._fit_core(X, device=device, parallel=parallel)

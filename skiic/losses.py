@@ -122,10 +122,12 @@ def iic_loss_from_joint(joint: Tensor, *, alpha: float = 1.0) -> Tensor:
     --------
     >>> import torch
     >>> from skiic.losses import iic_loss, iic_loss_from_joint
-    >>> p1, p2 = torch.softmax(torch.randn(2, 6, 3), dim=-1)
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> p1, p2 = torch.softmax(torch.randn(2, 6, 3, generator=generator), dim=-1)
     >>> chunks = p1[:3].T @ p2[:3] + p1[3:].T @ p2[3:]
     >>> joint = (chunks + chunks.T) / 2
-    >>> bool(torch.isclose(iic_loss_from_joint(joint), iic_loss(p1, p2)))
+    >>> loss = iic_loss_from_joint(joint, alpha=2.0)
+    >>> bool(torch.isclose(loss, iic_loss(p1, p2, alpha=2.0), atol=1e-6))
     True
     """
     joint = joint.float()

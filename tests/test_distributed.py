@@ -1,0 +1,132 @@
+"""Data-parallel training over processes (gloo on CPUs) equals one process."""
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from sklearn.datasets import make_blobs
+from torch import nn
+
+from skiic import IICClustering
+from skiic._distributed import (
+    Parallel,
+    SyncBatchNorm,
+    check_devices,
+    convert_batchnorm,
+    revert_batchnorm,
+)
+from skiic.exceptions import TrainingError
+
+PARAMS = dict(
+    n_init=1, max_epochs=3, n_heads=2, n_head_inits=5, batch_size=128, device="cpu"
+)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(n_samples=400, centers=3, random_state=0)
+    return X
+
+
+@pytest.fixture(scope="module")
+def single(blobs):
+    return IICClustering(3, random_state=0, **PARAMS).fit(blobs)
+
+
+def assert_same_training(a, b):
+    np.testing.assert_allclose(
+        a.history_[:, "train_loss"], b.history_[:, "train_loss"], rtol=1e-4
+    )
+    assert np.array_equal(a.labels_, b.labels_)
+    assert a.loss_ == pytest.approx(b.loss_, abs=1e-3)
+
+
+def test_two_processes_train_like_one(blobs, single):
+    spread = IICClustering(3, random_state=0, devices=["cpu", "cpu"], **PARAMS)
+    spread.fit(blobs)
+    assert_same_training(spread, single)
+    np.testing.assert_allclose(
+        spread.predict_proba(blobs), single.predict_proba(blobs), atol=1e-3
+    )
+    # the fitted model is an ordinary one: plain BatchNorm, CPU, picklable
+    assert not any(isinstance(m, SyncBatchNorm) for m in spread.module_.modules())
+
+
+def _torchrun_like(rank, path, X, queue):
+    """What each process of a torchrun job does: join the group, then fit."""
+    dist.init_process_group("gloo", init_method=path, rank=rank, world_size=2)
+    try:
+        model = IICClustering(3, random_state=0, devices="process_group", **PARAMS)
+        model.fit(X)
+        queue.put((rank, model.labels_, model.history_[:, "train_loss"]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_existing_process_group_as_with_torchrun(blobs, single, tmp_path):
+    context = torch.multiprocessing.get_context("spawn")
+    queue = context.SimpleQueue()
+    path = (tmp_path / "rendezvous").as_uri()
+    torch.multiprocessing.start_processes(
+        _torchrun_like, args=(path, blobs, queue), nprocs=2, start_method="spawn"
+    )
+    results = sorted(queue.get() for _ in range(2))
+    for _, labels, losses in results:  # every process ends with the same model
+        assert np.array_equal(labels, single.labels_)
+        np.testing.assert_allclose(losses, single.history_[:, "train_loss"], rtol=1e-4)
+
+
+class NaNBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 8)
+
+    def forward(self, x):
+        return self.linear(x) * float("nan")
+
+
+def test_failure_in_the_processes_reaches_the_caller(blobs):
+    model = IICClustering(3, module=NaNBackbone(), devices=["cpu", "cpu"], **PARAMS)
+    with pytest.raises(TrainingError, match="diverged"):
+        model.fit(blobs)
+
+
+@pytest.mark.parametrize(
+    "devices, message",
+    [
+        ([], "at least one"),
+        (["cpu", "meta"], "all 'cpu'"),
+        (["tpu"], "does not know"),
+    ],
+    ids=["empty", "mixed", "unknown"],
+)
+def test_bad_devices(devices, message):
+    with pytest.raises(ValueError, match=message):
+        check_devices(devices)
+
+
+def test_gpus_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        check_devices(["cuda:0", "cuda:1"])
+
+
+def test_process_group_must_exist(blobs):
+    with pytest.raises(ValueError, match="process group"):
+        IICClustering(3, devices="process_group", **PARAMS).fit(blobs)
+
+
+def test_sync_batchnorm_is_plain_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6))
+    synced = convert_batchnorm(
+        nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6)), Parallel()
+    )
+    synced.load_state_dict(plain.state_dict())
+    x = torch.randn(10, 4)
+    assert torch.allclose(plain(x), synced(x))
+    assert torch.allclose(plain[1].running_mean, synced[1].running_mean)
+    back = revert_batchnorm(synced)
+    assert isinstance(back[1], nn.BatchNorm1d)
+    assert torch.equal(back[1].running_var, plain[1].running_var)
