@@ -2,10 +2,13 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skiic import IICClustering
+from skiic import AutoEncoderEmbedder, IICClustering
 
 # Small, fast settings: the checks fit dozens of times on tiny data.
 INIT_PARAMS = {
+    AutoEncoderEmbedder: dict(
+        n_components=2, max_epochs=5, batch_size=64, device="cpu", random_state=0
+    ),
     IICClustering: dict(
         n_init=1, max_epochs=15, batch_size=64, n_heads=2, device="cpu", random_state=0
     ),
@@ -15,6 +18,7 @@ ESTIMATORS = [cls(**params) for cls, params in INIT_PARAMS.items()]
 
 # Checks that cannot apply, each with its reason.
 EXPECTED_FAILED_CHECKS = {
+    "AutoEncoderEmbedder": {},
     "IICClustering": {},
 }
 

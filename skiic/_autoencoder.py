@@ -1,0 +1,431 @@
+"""A deep autoencoder as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted
+from skorch.callbacks import EarlyStopping
+from torch import Tensor, nn
+
+from . import _engine
+from ._base import _BaseDeepEstimator, resolve_max_epochs
+from ._validation import Interval, StrOptions, _fit_context
+from .augment import ImageAugmentation, VectorAugmentation
+from .networks import AutoEncoder, feature_width, make_decoder
+
+# max_epochs="auto": about this many optimiser steps, within these epoch bounds.
+_AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 3000, 10, 200
+
+
+class AutoEncoderEmbedder(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseDeepEstimator
+):
+    """Deep autoencoder: non-linear embedding and reconstruction.
+
+    An encoder network maps each sample to ``n_components`` codes and a
+    decoder that mirrors it maps the codes back to the input; both are trained
+    together to minimise the mean squared reconstruction error. ``transform``
+    returns the codes, ``inverse_transform`` the reconstructions, so the
+    estimator stands where :class:`~sklearn.decomposition.PCA` would, with a
+    non-linear map. Images get a convolutional encoder sized from their shape
+    and a decoder that upsamples back to exactly that shape; vectors get a
+    fully connected encoder and decoder.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Width of the codes (the bottleneck). 2 or 3 give embeddings that can
+        be plotted.
+    latent : {"linear", "tanh"}, default="linear"
+        ``"linear"``: the codes are a linear map of the encoder's features,
+        standardised to zero mean and unit variance per component over the
+        training data (a batch normalisation without learned scale), so that
+        no component dominates the distances that, e.g., ``KMeans`` computes;
+        ``"tanh"``: these codes squashed into (-1, 1).
+    augmentation : callable, "auto" or None, default="auto"
+        Corrupts each training batch on the device before it is encoded,
+        while the loss compares the reconstruction with the clean batch (a
+        denoising autoencoder); it maps a tensor batch (n, C, H, W) or
+        (n, n_features) of scaled samples to one of the same shape.
+        ``"auto"``: :class:`skiic.augment.ImageAugmentation` (small random
+        affine transforms, brightness, noise) for images and
+        :class:`skiic.augment.VectorAugmentation` (feature noise and masking)
+        for vectors; ``None`` trains a plain autoencoder.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training samples, record their
+        reconstruction error after each epoch as ``valid_loss`` in
+        ``history_``, stop when it has not improved for ``n_iter_no_change``
+        epochs, and keep the weights of the best epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the samples held out when ``early_stopping`` is True.
+    n_iter_no_change : int, default=10
+        Epochs without improvement of the validation error before stopping.
+    tol : float, default=1e-4
+        Smallest relative decrease of the validation error counted as an
+        improvement.
+    input_shape : tuple of int, default=None
+        ``(C, H, W)`` when ``X`` holds flattened images. Images given as
+        (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
+    module : torch.nn.Module, default=None
+        Custom encoder backbone mapping a batch (n, C, H, W) or
+        (n, n_features) to features (n, width); it is copied, never trained
+        in place. A linear layer to ``n_components`` is added on top, and the
+        decoder is a fully connected network (512, 512 units) reshaped to the
+        input shape. ``None`` picks a convolutional network sized from the
+        image shape, or a fully connected one for vectors, and a decoder that
+        mirrors it.
+    max_epochs : int or "auto", default="auto"
+        Training epochs. ``"auto"`` runs about 3,000 optimiser steps, between
+        10 and 200 epochs (200 epochs for the 1,797 digits at the default
+        batch size, 11 for MNIST's 70,000).
+    batch_size : int, default=256
+        Samples per optimiser step.
+    lr : float, default=1e-3
+        Adam learning rate.
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when available, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, the batches, the augmentations and the
+        validation split. Runs on the CPU with the same seed are identical.
+    verbose : int, default=0
+        Show a progress bar and a table of per-epoch losses when positive.
+
+    Attributes
+    ----------
+    module_ : skiic.networks.AutoEncoder
+        The trained network, on the CPU.
+    history_ : skorch.history.History
+        Per-epoch training log: ``train_loss`` (mean squared error of the
+        scaled training batches), ``dur`` and, with early stopping,
+        ``valid_loss``.
+    n_iter_ : int
+        Epochs run.
+    input_shape_ : tuple of int or None
+        Image shape the model was fitted on, ``None`` for vectors.
+    n_features_in_ : int
+        Number of features (values per sample) seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : The linear embedding with a reconstruction.
+    IICClustering : Clusters directly instead of embedding.
+
+    Notes
+    -----
+    Input is scaled before training and the scaling is undone by
+    ``inverse_transform``: images by one offset and one range over all pixels
+    (to about [0, 1]), vectors by centring each feature and dividing by the
+    root mean feature variance. The training loss is the mean squared error
+    in these scaled units; ``score`` reports it in the units of ``X``.
+    Reconstructed images are clipped to the pixel range of the training data.
+
+    ``transform`` runs the network in evaluation mode (BatchNorm with its
+    running statistics), so codes do not depend on how samples are batched.
+    On CUDA, training uses mixed precision and is not bit-for-bit repeatable.
+
+    References
+    ----------
+    G. E. Hinton and R. R. Salakhutdinov, "Reducing the Dimensionality of Data
+    with Neural Networks", Science 313 (5786), 2006.
+
+    P. Vincent, H. Larochelle, Y. Bengio and P.-A. Manzagol, "Extracting and
+    Composing Robust Features with Denoising Autoencoders", ICML 2008.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skiic import AutoEncoderEmbedder
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> X = X[:500]
+    >>> embedder = AutoEncoderEmbedder(n_components=2, max_epochs=5, random_state=0)
+    >>> Z = embedder.fit_transform(X)
+    >>> Z.shape
+    (500, 2)
+    >>> embedder.inverse_transform(Z).shape
+    (500, 64)
+    >>> embedder.get_feature_names_out().tolist()
+    ['autoencoderembedder0', 'autoencoderembedder1']
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseDeepEstimator._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "latent": [StrOptions({"linear", "tanh"})],
+        "augmentation": [callable, None, StrOptions({"auto"})],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=10,
+        *,
+        latent="linear",
+        augmentation="auto",
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        input_shape=None,
+        module=None,
+        max_epochs="auto",
+        batch_size=256,
+        lr=1e-3,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.latent = latent
+        self.augmentation = augmentation
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.input_shape = input_shape
+        self.module = module
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the autoencoder on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Training data: vectors, flat images with ``input_shape``, images
+            (n, C, H, W), or one-channel images (n, H, W).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : AutoEncoderEmbedder
+            The fitted estimator.
+        """
+        output_shape = _sample_shape_of(X)
+        X, image_shape = self._validate_fit_data(X)
+        self._fit_scaling(X, image_shape)
+        seed, split_seed = self._seeds(2)
+        train, valid = self._split(X.shape[0], split_seed)
+        max_epochs = resolve_max_epochs(
+            self.max_epochs,
+            len(train),
+            self.batch_size,
+            target_steps=_AUTO_STEPS,
+            low=_AUTO_MIN_EPOCHS,
+            high=_AUTO_MAX_EPOCHS,
+        )
+        device = self._fit_device()
+        scaled = self._scaled(X)
+        data = _engine.to_device(scaled[train], device, image_shape)
+        callbacks = None
+        if valid is not None:
+            valid = _engine.to_device(scaled[valid], device, image_shape)
+            callbacks = [
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss",
+                        patience=self.n_iter_no_change,
+                        threshold=self.tol,
+                        threshold_mode="rel",
+                        load_best=True,
+                    ),
+                )
+            ]
+        objective = _ReconstructionObjective(
+            data, self._resolve_augmentation(image_shape), valid
+        )
+        with _engine.forked_rng(seed, device):
+            module = self._build_network(X.shape[1], image_shape)
+            module, history = self._train(
+                module, objective, len(train), device, max_epochs, callbacks
+            )
+        self._output_shape = output_shape or (X.shape[1],)
+        self.module_ = module
+        self.history_ = history
+        self.n_iter_ = len(history)
+        return self
+
+    def transform(self, X):
+        """Encode ``X`` into its codes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            New data, shaped like the training data.
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_components), dtype float32
+            The codes.
+        """
+        X = self._validate_predict_data(X)
+        return self._infer(X, lambda module, x: module.encode(x)).numpy()
+
+    def inverse_transform(self, X):
+        """Decode codes back to the input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Codes, such as the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features) or \
+(n_samples, C, H, W), dtype float32
+            Reconstructions in the units of the training data, shaped like
+            one training sample: (n, C, H, W) or (n, H, W) when the model was
+            fitted on such arrays, else (n, n_features).
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float32, np.float64], input_name="X")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but inverse_transform expects codes "
+                f"of n_components={self.n_components} features."
+            )
+        device = self._predict_device()
+        flat = _engine.infer(
+            self._module_on(device),
+            np.ascontiguousarray(Z, dtype=np.float32),
+            lambda module, z: module.decode(z).flatten(1),
+            device=device,
+        ).numpy()
+        return self._unscaled(flat).reshape(len(flat), *self._output_shape)
+
+    def score(self, X, y=None):
+        """Negative mean squared reconstruction error of ``X``.
+
+        The error is averaged over samples and features, in the units of
+        ``X``; higher is better, so ``GridSearchCV`` can choose, e.g.,
+        ``n_components`` without labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Data to score, shaped like the training data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            ``-mean((X - inverse_transform(transform(X))) ** 2)``.
+        """
+        X = self._validate_predict_data(X)
+        flat = self._infer(X, lambda module, x: module(x).flatten(1)).numpy()
+        error = np.square(X - self._unscaled(flat), dtype=np.float64)
+        return -float(error.mean())
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # ---------------------------------------------------------------- helpers
+    def _split(self, n_samples, seed):
+        """Training and held-out indices (all and None without early stopping)."""
+        if not self.early_stopping:
+            return np.arange(n_samples), None
+        n_valid = int(np.ceil(self.validation_fraction * n_samples))
+        if n_valid < 2 or n_samples - n_valid < 2:
+            raise ValueError(
+                f"early_stopping with validation_fraction={self.validation_fraction} "
+                f"splits {n_samples} samples into {n_samples - n_valid} for training "
+                f"and {n_valid} for validation; both need at least 2. Use more "
+                "samples, another validation_fraction, or early_stopping=False."
+            )
+        order = check_random_state(seed).permutation(n_samples)
+        return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+    def _build_network(self, n_features, image_shape):
+        backbone = self._backbone(n_features, image_shape)
+        width = feature_width(backbone, self._sample_shape())
+        decoder = make_decoder(backbone, self.n_components, n_features, image_shape)
+        return AutoEncoder(
+            backbone,
+            width,
+            decoder,
+            self.n_components,
+            bounded=self.latent == "tanh",
+        )
+
+    def _resolve_augmentation(self, image_shape):
+        if self.augmentation == "auto":
+            return (
+                ImageAugmentation() if image_shape is not None else VectorAugmentation()
+            )
+        return self.augmentation
+
+    def _unscaled(self, X):
+        if self.input_shape_ is not None:
+            # Images were scaled to [0, 1] by their range: keep pixels in it.
+            X = np.clip(X, 0.0, 1.0)
+        return (X * self._scale + self._offset).astype(np.float32, copy=False)
+
+
+class _ReconstructionObjective(_engine.Objective):
+    """Mean squared error between the clean batch and its reconstruction.
+
+    With an augmentation the network encodes a corrupted copy of the batch
+    (denoising). With held-out data the error on it is recorded after each
+    epoch as ``valid_loss``, in evaluation mode and without corruption.
+    """
+
+    def __init__(self, data: Tensor, augment, valid: Tensor | None = None) -> None:
+        super().__init__()
+        self.data = data
+        self.augment = augment
+        self.valid = valid
+
+    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:
+        clean = self.data[idx]
+        noisy = clean if self.augment is None else self.augment(clean)
+        return F.mse_loss(module(noisy).float().reshape(clean.shape), clean)
+
+    @torch.no_grad()
+    def on_epoch_end(self, trainer: _engine.Trainer) -> None:
+        if self.valid is None:
+            return
+        module = trainer.module_
+        device = torch.device(trainer.device)
+        module.eval()
+        total = torch.zeros((), device=device)
+        for chunk in self.valid.split(_engine.INFERENCE_BATCH):
+            with _engine.autocast(device, trainer.amp_dtype):
+                rec = module(chunk)
+            total += F.mse_loss(
+                rec.float().reshape(chunk.shape), chunk, reduction="sum"
+            )
+        module.train()
+        trainer.history.record("valid_loss", float(total) / self.valid.numel())
+
+
+def _sample_shape_of(X):
+    """Shape of one sample of an image array (3-D or 4-D), else None."""
+    ndim = getattr(X, "ndim", None)
+    if ndim in (3, 4) and hasattr(X, "shape"):
+        return tuple(int(s) for s in X.shape[1:])
+    return None

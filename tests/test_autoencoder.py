@@ -1,0 +1,481 @@
+"""Behaviour and quality of AutoEncoderEmbedder."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_s_curve, make_swiss_roll
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from torch import nn
+
+from skiic import AutoEncoderEmbedder
+from skiic.augment import ImageAugmentation, VectorAugmentation
+from skiic.exceptions import TrainingError
+from skiic.metrics import matched_accuracy, nmi
+from skiic.networks import AutoEncoder, ConvDecoder, MLPDecoder
+
+FAST = dict(max_epochs=3, batch_size=64, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def roll():
+    """A swiss roll: a 2-D manifold curled up in 3-D, 400 samples."""
+    X, _ = make_swiss_roll(400, noise=0.05, random_state=0)
+    return X
+
+
+@pytest.fixture(scope="module")
+def fitted_roll(roll):
+    return AutoEncoderEmbedder(2, **dict(FAST, max_epochs=20)).fit(roll)
+
+
+def blob_images(shape, n_samples=40, seed=0):
+    """Images of a bright square at a random place on a dark, noisy background."""
+    rng = np.random.default_rng(seed)
+    channels, height, width = shape
+    images = 0.1 * rng.random((n_samples, channels, height, width))
+    side = max(1, height // 3)
+    for image, (top, left) in zip(
+        images, rng.integers(0, [height - side + 1, width - side + 1], (n_samples, 2))
+    ):
+        image[:, top : top + side, left : left + side] += 1.0
+    return (255 * images / images.max()).astype(np.float32)
+
+
+# ----------------------------------------------------------------- quality
+@pytest.mark.parametrize(
+    "make", [make_swiss_roll, make_s_curve], ids=["swiss-roll", "s-curve"]
+)
+def test_reconstruction_beats_pca_on_a_curved_manifold(make):
+    """Two codes describe a 2-D manifold in 3-D; two principal components cannot."""
+    X, _ = make(500, noise=0.05, random_state=0)
+    pca = PCA(2).fit(X)
+    pca_error = np.mean((X - pca.inverse_transform(pca.transform(X))) ** 2)
+    model = AutoEncoderEmbedder(2, **dict(FAST, max_epochs=50)).fit(X)
+    assert -model.score(X) < 0.5 * pca_error
+
+
+def test_digits_codes_cluster_better_than_raw_pixels(digits):
+    """KMeans on 10 codes of the digit images beats KMeans on the 64 pixels."""
+    X, y = digits
+    kmeans = KMeans(10, n_init=10, random_state=0)
+    raw = matched_accuracy(y, kmeans.fit_predict(X))
+    embedder = AutoEncoderEmbedder(10, max_epochs=50, device="cpu", random_state=0)
+    labels = make_pipeline(embedder, kmeans).fit_predict(X.reshape(-1, 1, 8, 8))
+    assert raw < 0.8
+    assert matched_accuracy(y, labels) > raw + 0.05
+    assert nmi(y, labels) > 0.78
+
+
+def test_denoising_removes_noise():
+    """Trained on noisy copies, the model maps noisy samples close to clean ones."""
+    rng = np.random.default_rng(0)
+    factors = rng.uniform(-1, 1, (600, 2))
+    mixing = rng.standard_normal((4, 20))
+    X = np.tanh(np.c_[factors, factors**2] @ mixing).astype(np.float32)
+    noisy = X + 0.3 * rng.standard_normal(X.shape).astype(np.float32)
+    scale = float(np.sqrt(X.var(axis=0).mean()))  # the estimator's vector scale
+
+    def add_noise(batch):  # the same noise, in the scaled units the network sees
+        return batch + (0.3 / scale) * torch.randn_like(batch)
+
+    params = dict(FAST, max_epochs=60, batch_size=64)
+    denoising = AutoEncoderEmbedder(4, augmentation=add_noise, **params).fit(X)
+    plain = AutoEncoderEmbedder(4, augmentation=None, **params).fit(X)
+
+    def error(model):
+        return np.mean((model.inverse_transform(model.transform(noisy)) - X) ** 2)
+
+    noise_error = np.mean((noisy - X) ** 2)
+    assert error(denoising) < 0.3 * noise_error
+    assert error(denoising) < error(plain)
+
+
+def test_augmentation_corrupts_training_batches_only():
+    X = blob_images((1, 8, 8), n_samples=40)
+    seen = []
+
+    def spy(batch):
+        seen.append(tuple(batch.shape))
+        return batch
+
+    model = AutoEncoderEmbedder(3, augmentation=spy, **FAST).fit(X)
+    assert len(seen) == model.n_iter_  # one batch of 40 per epoch
+    assert all(shape == (40, 1, 8, 8) for shape in seen)
+    model.transform(X)
+    model.score(X)
+    assert len(seen) == model.n_iter_
+
+
+def test_default_augmentation_follows_the_input():
+    images = AutoEncoderEmbedder()._resolve_augmentation((1, 8, 8))
+    vectors = AutoEncoderEmbedder()._resolve_augmentation(None)
+    assert isinstance(images, ImageAugmentation)
+    assert isinstance(vectors, VectorAugmentation)
+    assert AutoEncoderEmbedder(augmentation=None)._resolve_augmentation(None) is None
+
+
+# ----------------------------------------------------------------- sklearn API
+def test_fitted_attributes(roll, fitted_roll):
+    model = fitted_roll
+    assert model.n_features_in_ == 3 and model.input_shape_ is None
+    assert model.n_iter_ == 20 == len(model.history_)
+    assert "train_loss" in model.history_[-1]
+    assert "valid_loss" not in model.history_[-1]
+    assert model.history_[-1, "train_loss"] < model.history_[0, "train_loss"]
+    assert isinstance(model.module_, AutoEncoder)
+    assert isinstance(model.module_.decoder, MLPDecoder)
+    assert next(model.module_.parameters()).device.type == "cpu"
+    assert not model.module_.training
+
+
+def test_transform_and_inverse_transform(roll, fitted_roll):
+    model = fitted_roll
+    Z = model.transform(roll)
+    assert Z.shape == (400, 2) and Z.dtype == np.float32
+    assert np.array_equal(model.transform(roll), Z)
+    # codes do not depend on the batching (evaluation mode)
+    assert np.allclose(model.transform(roll[:7]), Z[:7], atol=1e-5)
+    X_rec = model.inverse_transform(Z)
+    assert X_rec.shape == roll.shape and X_rec.dtype == np.float32
+    assert model.score(roll) == pytest.approx(-np.mean((roll - X_rec) ** 2), rel=1e-4)
+
+
+def test_fit_transform_equals_fit_then_transform(roll):
+    first = AutoEncoderEmbedder(2, **FAST).fit_transform(roll)
+    second = AutoEncoderEmbedder(2, **FAST).fit(roll).transform(roll)
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("kind", ["vectors", "images"])
+def test_inverse_transform_undoes_the_scaling(kind, roll):
+    """Fitted on a * X + b, codes are unchanged and reconstructions follow."""
+    X = roll if kind == "vectors" else blob_images((1, 8, 8))
+    a, b = 37.5, -1000.0
+    # images: long enough to reconstruct the mean; vectors: short enough that
+    # rounding differences of the scaled input do not grow
+    params = dict(FAST, max_epochs=30 if kind == "images" else 3)
+    model = AutoEncoderEmbedder(2, **params).fit(X)
+    moved = AutoEncoderEmbedder(2, **params).fit(a * X + b)
+    Z = model.transform(X)
+    assert np.allclose(moved.transform(a * X + b), Z, atol=1e-4)
+    X_rec = model.inverse_transform(Z)
+    moved_rec = moved.inverse_transform(Z)
+    assert moved_rec.shape == X_rec.shape == X.shape
+    assert np.allclose(moved_rec, a * X_rec + b, rtol=1e-4, atol=1e-2 * a)
+    # the reconstructions live in the units of X, not the scaled ones
+    assert abs(moved_rec.mean() - (a * X + b).mean()) < 0.2 * a * X.std()
+
+
+def test_image_reconstructions_keep_pixel_range(digits):
+    X, _ = digits
+    images = X[:300].reshape(-1, 1, 8, 8)
+    model = AutoEncoderEmbedder(8, **dict(FAST, max_epochs=30)).fit(images)
+    X_rec = model.inverse_transform(model.transform(images))
+    assert X_rec.shape == images.shape
+    assert -1.0 < X_rec.min() and X_rec.max() < 17.0  # digits' pixels are 0..16
+    assert abs(X_rec.mean() - images.mean()) < 0.5
+    assert -model.score(images) < images.var()  # better than the mean image
+
+
+def test_tanh_latent_is_bounded(roll):
+    model = AutoEncoderEmbedder(2, latent="tanh", **FAST).fit(roll)
+    Z = model.transform(roll * 100)  # far outside the training data
+    assert np.all(np.abs(Z) <= 1.0)
+    linear = AutoEncoderEmbedder(2, **FAST).fit(roll).transform(roll * 100)
+    assert np.abs(linear).max() > 1.0
+
+
+def test_feature_names_and_pandas_output(roll, fitted_roll):
+    pd = pytest.importorskip("pandas")
+    names = fitted_roll.get_feature_names_out()
+    assert names.tolist() == ["autoencoderembedder0", "autoencoderembedder1"]
+    model = clone(fitted_roll).set_output(transform="pandas")
+    frame = model.fit_transform(roll)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names.tolist()
+    assert isinstance(model.transform(roll), pd.DataFrame)
+    assert np.allclose(
+        model.inverse_transform(frame), model.inverse_transform(frame.to_numpy())
+    )
+
+
+def test_pandas_input_keeps_feature_names(roll):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(roll, columns=["x", "y", "z"])
+    model = AutoEncoderEmbedder(2, **FAST).fit(frame)
+    assert model.feature_names_in_.tolist() == ["x", "y", "z"]
+    assert model.transform(frame).shape == (400, 2)
+
+
+def test_same_seed_same_result_and_global_rng_untouched(roll):
+    state = torch.random.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    first = AutoEncoderEmbedder(2, **FAST).fit(roll)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    second = AutoEncoderEmbedder(2, **FAST).fit(roll)
+    assert np.array_equal(first.transform(roll), second.transform(roll))
+    other = AutoEncoderEmbedder(2, **dict(FAST, random_state=1)).fit(roll)
+    assert not np.allclose(other.transform(roll), first.transform(roll))
+
+
+def test_pickle_roundtrip(roll, fitted_roll):
+    restored = pickle.loads(pickle.dumps(fitted_roll))
+    Z = fitted_roll.transform(roll)
+    assert np.array_equal(restored.transform(roll), Z)
+    assert np.array_equal(
+        restored.inverse_transform(Z), fitted_roll.inverse_transform(Z)
+    )
+    assert restored.score(roll) == fitted_roll.score(roll)
+
+
+def test_model_fitted_on_any_device_transforms_on_cpu(roll, device):
+    model = AutoEncoderEmbedder(2, **dict(FAST, device=device)).fit(roll)
+    restored = pickle.loads(pickle.dumps(model))
+    restored.set_params(device="cpu")
+    Z = model.transform(roll)
+    assert np.allclose(restored.transform(roll), Z, atol=1e-3)
+    assert np.allclose(
+        restored.inverse_transform(Z), model.inverse_transform(Z), atol=1e-2
+    )
+
+
+def test_cuda_model_falls_back_to_cpu_where_no_gpu(roll, fitted_roll):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = pickle.loads(pickle.dumps(fitted_roll))
+    model.device = "cuda"  # as if it had been fitted on a GPU machine
+    Z = model.transform(roll)
+    assert np.array_equal(Z, fitted_roll.transform(roll))
+    assert np.array_equal(model.inverse_transform(Z), fitted_roll.inverse_transform(Z))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        clone(model).fit(roll)
+
+
+def test_custom_module_is_copied_not_trained_in_place():
+    X = blob_images((1, 8, 8))
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model = AutoEncoderEmbedder(2, module=backbone, **FAST).fit(X)
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert model.module_.backbone is not backbone
+    assert isinstance(model.module_.decoder, MLPDecoder)
+    assert model.inverse_transform(model.transform(X)).shape == X.shape
+
+
+# ----------------------------------------------------------------- early stopping
+def test_early_stopping_stops_early_and_keeps_the_best_epoch():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 30))  # noise: held-out error soon stops falling
+    model = AutoEncoderEmbedder(
+        8,
+        early_stopping=True,
+        n_iter_no_change=3,
+        augmentation=None,
+        **dict(FAST, max_epochs=300, batch_size=16, lr=1e-2),
+    ).fit(X)
+    valid = model.history_[:, "valid_loss"]
+    assert model.n_iter_ < 300 and len(valid) == model.n_iter_
+    best = int(np.argmin(valid))
+    assert best == model.n_iter_ - 1 - 3  # stopped three epochs after the best
+    # the kept weights are the best epoch's: refitting for best + 1 epochs
+    # without early stopping but on the same split gives the same network.
+    best_epoch_model = clone(model).set_params(
+        max_epochs=best + 1, n_iter_no_change=10_000
+    )
+    best_epoch_model.fit(X)
+    assert np.allclose(best_epoch_model.transform(X), model.transform(X), atol=1e-5)
+
+
+def test_early_stopping_records_valid_loss_only_when_on(roll):
+    model = AutoEncoderEmbedder(2, early_stopping=True, **FAST).fit(roll)
+    assert all("valid_loss" in epoch for epoch in model.history_)
+    assert model.n_iter_ == 3
+
+
+def test_early_stopping_needs_samples_to_hold_out():
+    X = np.random.default_rng(0).random((10, 3))
+    with pytest.raises(ValueError, match="validation_fraction=0.1 splits 10 samples"):
+        AutoEncoderEmbedder(2, early_stopping=True, **FAST).fit(X)
+
+
+# ----------------------------------------------------------------- searches
+def test_grid_search_prefers_more_components():
+    X, _ = make_s_curve(300, noise=0.01, random_state=0)
+    search = GridSearchCV(
+        AutoEncoderEmbedder(**dict(FAST, max_epochs=30, augmentation=None)),
+        {"n_components": [1, 2]},
+        cv=2,
+    ).fit(X)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(scores < 0)
+    assert search.best_params_ == {"n_components": 2}
+
+
+def test_pipeline_with_kmeans(roll):
+    pipe = make_pipeline(AutoEncoderEmbedder(2, **FAST), KMeans(3, n_init=2))
+    labels = pipe.fit_predict(roll)
+    assert labels.shape == (400,) and set(labels) == {0, 1, 2}
+
+
+# ----------------------------------------------------------------- input shapes
+@pytest.mark.parametrize(
+    "shape", [(1, 8, 8), (1, 16, 16), (1, 28, 28), (3, 32, 32), (2, 15, 9)], ids=str
+)
+def test_image_shapes_are_reconstructed_exactly(shape):
+    X = blob_images(shape, n_samples=24)
+    model = AutoEncoderEmbedder(4, **dict(FAST, max_epochs=2, batch_size=24)).fit(X)
+    assert model.input_shape_ == shape
+    assert model.n_features_in_ == int(np.prod(shape))
+    assert isinstance(model.module_.decoder, ConvDecoder)
+    Z = model.transform(X)
+    assert Z.shape == (24, 4)
+    assert model.inverse_transform(Z).shape == X.shape
+    assert np.array_equal(model.transform(X.reshape(24, -1)), Z)
+
+
+def test_flat_and_three_d_images():
+    X = blob_images((1, 8, 8))
+    model = AutoEncoderEmbedder(3, **FAST).fit(X[:, 0])  # (n, H, W)
+    assert model.input_shape_ == (1, 8, 8)
+    Z = model.transform(X[:, 0])
+    assert model.inverse_transform(Z).shape == (40, 8, 8)
+    flat = AutoEncoderEmbedder(3, input_shape=(1, 8, 8), **FAST).fit(X.reshape(40, 64))
+    assert flat.input_shape_ == (1, 8, 8)
+    assert np.array_equal(flat.transform(X.reshape(40, 64)), Z)
+    assert flat.inverse_transform(Z).shape == (40, 64)
+    assert np.allclose(
+        flat.inverse_transform(Z), model.inverse_transform(Z).reshape(40, 64)
+    )
+
+
+# ----------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "X, error, message",
+    [
+        (np.array([[0.0, np.nan]] * 20), ValueError, "NaN"),
+        (np.array([[0.0, np.inf]] * 20), ValueError, "infinity"),
+        (np.empty((0, 3)), ValueError, "0 sample"),
+        (np.ones((1, 3)), ValueError, "1 sample"),
+        (np.arange(20.0), ValueError, "Expected 2D array"),
+        (np.zeros((4, 2, 2, 2, 2)), ValueError, "5 dimensions"),
+        (np.array([["a", "b"]] * 20), ValueError, "string"),
+        (np.ones((20, 2)) + 1j, ValueError, "Complex data not supported"),
+        (sp.random(20, 5, density=0.5, format="csr"), TypeError, "Sparse data"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "empty",
+        "one-sample",
+        "1d",
+        "5d",
+        "strings",
+        "complex",
+        "sparse",
+    ],
+)
+def test_bad_input_is_rejected(X, error, message):
+    with pytest.raises(error, match=message):
+        AutoEncoderEmbedder(2, **FAST).fit(X)
+
+
+def test_input_shape_must_match_the_features():
+    X = np.random.default_rng(0).random((20, 64))
+    with pytest.raises(ValueError, match="input_shape=.* describes 49 values"):
+        AutoEncoderEmbedder(2, input_shape=(1, 7, 7), **FAST).fit(X)
+    with pytest.raises(ValueError, match="three positive ints"):
+        AutoEncoderEmbedder(2, input_shape=(8, 8), **FAST).fit(X)
+
+
+def test_feature_count_change_after_fit(roll, fitted_roll):
+    for method in (fitted_roll.transform, fitted_roll.score):
+        with pytest.raises(ValueError, match="X has 5 features"):
+            method(np.ones((4, 5)))
+
+
+def test_image_shape_change_after_fit():
+    X = blob_images((1, 8, 8))
+    model = AutoEncoderEmbedder(2, **FAST).fit(X)
+    with pytest.raises(ValueError, match=r"fitted on images of shape \(1, 8, 8\)"):
+        model.transform(X.reshape(40, 1, 4, 16))
+
+
+def test_inverse_transform_checks_the_codes(fitted_roll):
+    with pytest.raises(ValueError, match="X has 3 features, but inverse_transform"):
+        fitted_roll.inverse_transform(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        fitted_roll.inverse_transform(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        fitted_roll.inverse_transform(np.ones(2))
+
+
+@pytest.mark.parametrize("method", ["transform", "inverse_transform", "score"])
+def test_methods_before_fit(method):
+    with pytest.raises(NotFittedError):
+        getattr(AutoEncoderEmbedder(2), method)(np.ones((4, 2)))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(n_components=0), "n_components"),
+        (dict(latent="relu"), "latent"),
+        (dict(augmentation="strong"), "augmentation"),
+        (dict(early_stopping="yes"), "early_stopping"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(n_iter_no_change=0), "n_iter_no_change"),
+        (dict(tol=-1.0), "tol"),
+        (dict(batch_size=1), "batch_size"),
+        (dict(max_epochs="forever"), "max_epochs"),
+        (dict(lr=0.0), "lr"),
+        (dict(module="resnet"), "module"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_invalid_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        AutoEncoderEmbedder(**{**FAST, **params}).fit(np.ones((20, 2)))
+
+
+def test_unknown_device():
+    X = np.random.default_rng(0).random((20, 2))
+    with pytest.raises(ValueError, match="device='tpu'"):
+        AutoEncoderEmbedder(2, **dict(FAST, device="tpu")).fit(X)
+
+
+# ----------------------------------------------------------------- failures
+class _NaNModule(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 8)
+
+    def forward(self, x):
+        return self.linear(x) * float("nan")
+
+
+def test_divergence_is_an_error(roll):
+    with pytest.raises(TrainingError, match="diverged"):
+        AutoEncoderEmbedder(2, module=_NaNModule(), **FAST).fit(roll)
+
+
+def test_constant_input_trains_and_reconstructs():
+    X = np.full((30, 4), 7.0)
+    model = AutoEncoderEmbedder(2, **FAST).fit(X)
+    assert np.allclose(model.inverse_transform(model.transform(X)), 7.0, atol=1.0)
+
+
+def test_ignores_y_and_warns_nothing(roll):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = AutoEncoderEmbedder(2, **FAST).fit(roll, np.arange(len(roll)))
+    assert model.n_iter_ == 3
