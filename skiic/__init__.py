@@ -1,7 +1,8 @@
 """skiic: deep clustering estimators with the scikit-learn API."""
 
+from ._deepcluster import DeepClusterEstimator
 from ._iic import IICClustering
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["IICClustering", "__version__"]
+__all__ = ["DeepClusterEstimator", "IICClustering", "__version__"]

@@ -2,12 +2,15 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skiic import IICClustering
+from skiic import DeepClusterEstimator, IICClustering
 
 # Small, fast settings: the checks fit dozens of times on tiny data.
 INIT_PARAMS = {
     IICClustering: dict(
         n_init=1, max_epochs=15, batch_size=64, n_heads=2, device="cpu", random_state=0
+    ),
+    DeepClusterEstimator: dict(
+        max_epochs=3, batch_size=64, device="cpu", random_state=0
     ),
 }
 
@@ -16,6 +19,7 @@ ESTIMATORS = [cls(**params) for cls, params in INIT_PARAMS.items()]
 # Checks that cannot apply, each with its reason.
 EXPECTED_FAILED_CHECKS = {
     "IICClustering": {},
+    "DeepClusterEstimator": {},
 }
 
 
