@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from numbers import Integral
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from . import _engine
@@ -68,11 +70,13 @@ class DeepClusterEstimator(
         many more pseudo-classes than there are classes; ``"auto"`` uses
         ``10 * n_clusters``, lowered so that pseudo-classes average at least
         10 samples (but never below ``n_clusters``).
-    n_components : int, default=32
+    n_components : int, default=16
         Dimensions kept by the PCA whitening of the features, before the L2
-        normalisation; capped at the feature width. The paper keeps 256 of
-        4096; a few dozen keeps the directions that carry structure without
-        inflating noise to unit variance.
+        normalisation; capped at the feature width. Each kept component is
+        divided by ``sqrt(eigenvalue + 0.01 * largest eigenvalue)``: the
+        regularisation keeps weak, noisy directions from being inflated to
+        the weight of the strong ones (the paper keeps 256 of 4096
+        dimensions, unregularised).
     balancing : {"sampling", "weights"} or None, default="sampling"
         How pseudo-classes of unequal size are balanced in training.
         ``"sampling"`` draws each epoch's samples uniformly over the
@@ -160,13 +164,20 @@ class DeepClusterEstimator(
     Notes
     -----
     The k-means (greedy k-means++ seeding, Lloyd iterations with chunked
-    distance computation) runs in torch on the training device, so on a GPU
-    the features never leave it. Empty clusters take the samples farthest
-    from their centres, as in scikit-learn; the training data is therefore
-    always split into as many pseudo-classes as it has distinct feature
-    vectors. Features that collapse to a point make ``fit`` raise
-    :class:`skiic.exceptions.TrainingError`, as does a final partition with a
-    single cluster; fewer clusters than ``n_clusters`` raise a
+    distance computation, as in scikit-learn) and the whitening (an
+    eigendecomposition of the feature covariance) run in torch on the
+    training device, so on a GPU the features never leave it; each epoch
+    clusters once (20 Lloyd iterations at most), the final partition keeps
+    the best of 10 k-means runs.
+
+    Empty clusters take the samples farthest from their centres, as in
+    scikit-learn, so every pseudo-class holds samples while the features
+    have enough distinct values. Giant pseudo-classes cannot dominate
+    training: ``balancing`` gives every pseudo-class the same weight, and
+    ``history_`` records the share of the largest one. Features that
+    collapse to a point, or that are not finite, make ``fit`` raise
+    :class:`skiic.exceptions.TrainingError`, as does a final partition with
+    a single cluster; fewer clusters than ``n_clusters`` raise a
     ``ConvergenceWarning``.
 
     References
@@ -185,9 +196,9 @@ class DeepClusterEstimator(
     >>> matched_accuracy(y, labels) > 0.9
     True
     >>> model.transform(X[:2]).shape
-    (2, 32)
+    (2, 16)
     >>> model.cluster_centers_.shape
-    (3, 32)
+    (3, 16)
     """
 
     _parameter_constraints: dict = {
@@ -212,7 +223,7 @@ class DeepClusterEstimator(
         n_clusters=10,
         *,
         n_pseudo_classes="auto",
-        n_components=32,
+        n_components=16,
         balancing="sampling",
         n_neighbors="auto",
         augmentation="auto",
@@ -261,9 +272,11 @@ class DeepClusterEstimator(
         n_samples = X.shape[0]
         n_pseudo = self._resolve_pseudo_classes(n_samples)
         augment = self._resolve_augmentation(image_shape)
+        # An epoch draws n_samples indices, or enough for _MIN_EPOCH_STEPS steps.
+        n_draws = max(n_samples, _MIN_EPOCH_STEPS * self.batch_size)
         max_epochs = resolve_max_epochs(
             self.max_epochs,
-            max(n_samples, _MIN_EPOCH_STEPS * self.batch_size),
+            n_draws,
             self.batch_size,
             target_steps=_AUTO_STEPS,
             low=_AUTO_MIN_EPOCHS,
@@ -285,21 +298,22 @@ class DeepClusterEstimator(
                 n_components=n_components,
                 balancing=self.balancing,
                 augment=augment,
-                min_steps=_MIN_EPOCH_STEPS,
                 neighbors=neighbors,
             )
             module, history = self._train(
-                module, objective, n_samples, device, max_epochs
+                module, objective, n_draws, device, max_epochs
             )
             features = _features(module.to(device).backbone, data, device)
-            whitening = _Whitening.fit(features, n_components)
-            result = kmeans(
-                whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
-            )
+            with _clustering_threads(device):
+                whitening = _Whitening.fit(features, n_components)
+                result = kmeans(
+                    whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
+                )
         module.to("cpu").eval()
 
         counts = torch.bincount(result.labels, minlength=self.n_clusters).cpu()
         order = torch.argsort(-counts, stable=True)
+        self._check_clusters(counts.numpy())  # before any fitted attribute is set
         self._whitening = whitening.to("cpu")
         self.module_ = module
         self.cluster_centers_ = result.centers.cpu()[order].numpy()
@@ -310,7 +324,6 @@ class DeepClusterEstimator(
         self.n_components_ = n_components
         self.history_ = history
         self.n_iter_ = len(history)
-        self._check_clusters(counts.numpy())
         return self
 
     def predict(self, X):
@@ -495,12 +508,10 @@ class _DeepClusterObjective(_engine.Objective):
         n_components: int,
         balancing: str | None,
         augment,
-        min_steps: int,
         neighbors: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.neighbors = neighbors
-        self.min_steps = min_steps
         self.data = data
         self.n_pseudo_classes = n_pseudo_classes
         self.n_components = n_components
@@ -520,12 +531,9 @@ class _DeepClusterObjective(_engine.Objective):
         return F.cross_entropy(logits, self.labels[idx], weight=self.class_weights)
 
     def batches(self, n_samples: int, batch_size: int, device: torch.device):
+        """Batches of one epoch; ``n_samples`` is the number of draws in it."""
         return _PseudoLabelBatches(
-            self,
-            n_samples,
-            batch_size,
-            min_steps=self.min_steps,
-            balanced=self.balancing == "sampling",
+            self, n_samples, batch_size, balanced=self.balancing == "sampling"
         )
 
     @torch.no_grad()
@@ -534,8 +542,11 @@ class _DeepClusterObjective(_engine.Objective):
         module = trainer.module_
         device = self.data.device
         features = _features(module.backbone, self.data, device)
-        whitened = _Whitening.fit(features, self.n_components)(features)
-        result = kmeans(whitened, self.n_pseudo_classes, max_iter=_EPOCH_KMEANS_ITER)
+        with _clustering_threads(device):
+            whitened = _Whitening.fit(features, self.n_components)(features)
+            result = kmeans(
+                whitened, self.n_pseudo_classes, max_iter=_EPOCH_KMEANS_ITER
+            )
         labels = result.labels
         counts = torch.bincount(labels, minlength=self.n_pseudo_classes)
         if self.balancing == "weights":
@@ -560,20 +571,20 @@ class _DeepClusterObjective(_engine.Objective):
 
 
 class _PseudoLabelBatches:
-    """An epoch of index batches: at least ``min_steps`` of them.
+    """An epoch of ``n_draws // batch_size`` index batches.
 
     With ``balanced`` each draw picks a non-empty pseudo-class uniformly,
     then a sample of it uniformly, with replacement (as the paper's sampler
     does for small pseudo-classes); otherwise the epoch is made of shuffled
-    passes over all samples. Batches are split like
-    :class:`skiic._engine.DeviceBatches`.
+    passes over all samples, cut at ``n_draws``. Batches are split like
+    :class:`skiic._engine.DeviceBatches`. The pseudo-labels are read from the
+    objective when the epoch starts.
     """
 
-    def __init__(self, objective, n_samples, batch_size, min_steps, balanced):
+    def __init__(self, objective, n_draws, batch_size, balanced):
         self.objective = objective
-        self.n_samples = n_samples
-        self.n_steps = max(1, n_samples // batch_size, min_steps)
-        self.n_draws = max(n_samples, self.n_steps * batch_size)
+        self.n_draws = n_draws
+        self.n_steps = max(1, n_draws // batch_size)
         self.balanced = balanced
 
     def __len__(self) -> int:
@@ -593,11 +604,26 @@ class _PseudoLabelBatches:
             offset = torch.minimum(offset, counts[drawn] - 1)
             idx = order[starts[drawn] + offset]
         else:
-            passes = -(-self.n_draws // self.n_samples)
+            n_samples = labels.shape[0]
+            passes = -(-self.n_draws // n_samples)
             idx = torch.cat(
-                [torch.randperm(self.n_samples, device=device) for _ in range(passes)]
+                [torch.randperm(n_samples, device=device) for _ in range(passes)]
             )[: self.n_draws]
         yield from torch.tensor_split(idx, self.n_steps)
+
+
+def _clustering_threads(device: torch.device):
+    """One CPU thread for the whitening and k-means, on the CPU only.
+
+    They are made of many small operations, and on a busy machine the
+    synchronisation of several threads costs far more than it saves (two
+    orders of magnitude for the digits on two shared cores), so they run on
+    one thread, the way scikit-learn's ``KMeans`` limits its BLAS threads.
+    The previous limits are restored on exit.
+    """
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
 
 
 @torch.no_grad()

@@ -84,8 +84,8 @@ def test_pca_pipeline_on_digit_vectors(digits):
     baseline = make_pipeline(
         PCA(30, random_state=0), KMeans(10, n_init=10, random_state=0)
     ).fit_predict(X)
-    assert matched_accuracy(y, labels) >= 0.85
-    assert matched_accuracy(y, labels) > matched_accuracy(y, baseline)
+    assert matched_accuracy(y, labels) >= 0.83
+    assert matched_accuracy(y, labels) > matched_accuracy(y, baseline) + 0.03
     assert np.array_equal(pipe.predict(X), labels)
 
 
@@ -102,8 +102,8 @@ def test_fitted_attributes(blobs, fitted_blobs):
     assert model.n_features_in_ == 2 and model.input_shape_ is None
     assert model.n_iter_ == 8 == len(model.history_)
     assert model.n_pseudo_classes_ == 30  # "auto": 10 per cluster, >= 10 samples each
-    assert model.n_components_ == 32
-    assert model.cluster_centers_.shape == (4, 32)
+    assert model.n_components_ == 16
+    assert model.cluster_centers_.shape == (4, 16)
     for key in ("train_loss", "pseudo_label_nmi", "kmeans_inertia"):
         assert key in model.history_[-1]
     largest = np.asarray(model.history_[:, "largest_pseudo_class"])
@@ -119,7 +119,7 @@ def test_predict_transform_and_score_agree(blobs, fitted_blobs):
     model = fitted_blobs
     assert np.array_equal(model.predict(X), model.labels_)
     Xt = model.transform(X)
-    assert Xt.shape == (300, 32)
+    assert Xt.shape == (300, 16)
     assert np.allclose(np.linalg.norm(Xt, axis=1), 1, atol=1e-5)
     sq = ((Xt[:, None, :] - model.cluster_centers_[None]) ** 2).sum(axis=2)
     assert np.array_equal(sq.argmin(axis=1), model.labels_)
@@ -139,7 +139,7 @@ def test_feature_names_and_pandas_output(blobs, fitted_blobs):
     pd = pytest.importorskip("pandas")
     X, _ = blobs
     names = fitted_blobs.get_feature_names_out()
-    assert names.tolist() == [f"deepclusterestimator{i}" for i in range(32)]
+    assert names.tolist() == [f"deepclusterestimator{i}" for i in range(16)]
     model = clone(fitted_blobs).set_params(max_epochs=2).set_output(transform="pandas")
     frame = model.fit(X).transform(X)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names.tolist()
@@ -189,13 +189,13 @@ def test_cuda_model_falls_back_to_cpu_where_no_gpu(blobs, fitted_blobs):
 
 def test_custom_module_is_copied_not_trained_in_place(blobs):
     X, _ = blobs
-    backbone = nn.Sequential(nn.Linear(2, 16), nn.ReLU())
+    backbone = nn.Sequential(nn.Linear(2, 8), nn.ReLU())
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     model = DeepClusterEstimator(4, module=backbone, **FAST).fit(X)
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, before[key])
     assert model.module_.backbone is not backbone
-    assert model.n_components_ == 16  # capped at the feature width
+    assert model.n_components_ == 8  # capped at the feature width
 
 
 def test_grid_search_without_labels_uses_score(blobs):
@@ -248,7 +248,7 @@ def test_balanced_sampling_is_uniform_over_pseudo_classes():
     labels = torch.cat([torch.zeros(900), torch.ones(90), torch.full((10,), 2)]).long()
     objective = SimpleNamespace(labels=labels, n_pseudo_classes=4)  # class 3 empty
     torch.manual_seed(0)
-    batches = _PseudoLabelBatches(objective, 1000, 100, min_steps=30, balanced=True)
+    batches = _PseudoLabelBatches(objective, 3000, 100, balanced=True)
     idx = torch.cat(list(batches))
     assert len(batches) == 30 and idx.numel() == 3000
     share = torch.bincount(labels[idx], minlength=4).double() / idx.numel()
@@ -260,10 +260,10 @@ def test_balanced_sampling_is_uniform_over_pseudo_classes():
 
 def test_unbalanced_epochs_are_shuffled_passes():
     objective = SimpleNamespace(labels=torch.zeros(100).long(), n_pseudo_classes=1)
-    batches = _PseudoLabelBatches(objective, 100, 10, min_steps=0, balanced=False)
+    batches = _PseudoLabelBatches(objective, 100, 10, balanced=False)
     idx = torch.cat(list(batches))
     assert len(batches) == 10 and sorted(idx.tolist()) == list(range(100))
-    longer = _PseudoLabelBatches(objective, 100, 10, min_steps=25, balanced=False)
+    longer = _PseudoLabelBatches(objective, 250, 10, balanced=False)
     counts = torch.bincount(torch.cat(list(longer)), minlength=100)
     assert len(longer) == 25 and counts.min() >= 2 and counts.max() <= 3
 
@@ -282,7 +282,6 @@ def test_epoch_begin_reclusters_and_reinitialises_the_head():
         n_components=4,
         balancing="weights",
         augment=None,
-        min_steps=0,
     )
     for _ in range(2):
         trainer.history.new_epoch()
