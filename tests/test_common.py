@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skiic import AutoEncoderEmbedder, IICClustering
+from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
 
 # Small, fast settings: the checks fit dozens of times on tiny data.
 INIT_PARAMS = {
@@ -12,6 +12,9 @@ INIT_PARAMS = {
     IICClustering: dict(
         n_init=1, max_epochs=15, batch_size=64, n_heads=2, device="cpu", random_state=0
     ),
+    DeepClusterEstimator: dict(
+        max_epochs=3, batch_size=64, device="cpu", random_state=0
+    ),
 }
 
 ESTIMATORS = [cls(**params) for cls, params in INIT_PARAMS.items()]
@@ -20,6 +23,7 @@ ESTIMATORS = [cls(**params) for cls, params in INIT_PARAMS.items()]
 EXPECTED_FAILED_CHECKS = {
     "AutoEncoderEmbedder": {},
     "IICClustering": {},
+    "DeepClusterEstimator": {},
 }
 
 

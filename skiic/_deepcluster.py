@@ -1,0 +1,658 @@
+"""DeepCluster as a scikit-learn clusterer."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from numbers import Integral
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from threadpoolctl import threadpool_limits
+from torch import Tensor, nn
+
+from . import _engine
+from ._base import _BaseDeepEstimator, resolve_max_epochs
+from ._kmeans import assign, kmeans
+from ._validation import HasMethods, Interval, StrOptions, _fit_context
+from .augment import (
+    ImageAugmentation,
+    VectorAugmentation,
+    nearest_neighbors,
+    sample_neighbors,
+)
+from .exceptions import ConvergenceWarning, TrainingError
+from .networks import feature_width
+
+# max_epochs="auto": about this many optimiser steps, within these epoch bounds.
+_AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 750, 10, 25
+# Optimiser steps per epoch (per re-clustering) at least, on small data sets:
+# the re-initialised head needs some steps to fit the new pseudo-labels.
+_MIN_EPOCH_STEPS = 30
+# n_neighbors="auto" for vector input.
+_AUTO_NEIGHBORS = 10
+# n_pseudo_classes="auto": this many per cluster, and at least this many
+# samples per pseudo-class on average.
+_AUTO_PSEUDO_PER_CLUSTER, _AUTO_MIN_PSEUDO_SIZE = 10, 10
+# k-means: Lloyd iterations of the per-epoch clustering (as DeepCluster's
+# faiss k-means), and initialisations of the final partition.
+_EPOCH_KMEANS_ITER, _FINAL_KMEANS_INIT = 20, 10
+# PCA whitening: eigenvalues are regularised by this fraction of the largest,
+# and features whose total variance is below this fraction of their mean
+# square norm count as collapsed.
+_WHITEN_EPS, _COLLAPSE_VARIANCE = 1e-2, 1e-8
+
+
+class DeepClusterEstimator(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, _BaseDeepEstimator
+):
+    """DeepCluster: a network trained on its own k-means pseudo-labels.
+
+    Every epoch the network's features of all samples are PCA-whitened and
+    L2-normalised, clustered by k-means into ``n_pseudo_classes``
+    pseudo-classes, the classifier head is re-initialised, and backbone and
+    head are trained with cross-entropy to predict the pseudo-labels of
+    augmented samples, with the pseudo-classes balanced. After training, the
+    final features are whitened once more and k-means splits them into
+    ``n_clusters`` clusters: ``labels_``, ``cluster_centers_``, ``predict``.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        Number of clusters of the final partition.
+    n_pseudo_classes : int or "auto", default="auto"
+        Pseudo-classes of the k-means run every epoch, at least
+        ``n_clusters`` and at most ``n_samples``. DeepCluster trains with
+        many more pseudo-classes than there are classes; ``"auto"`` uses
+        ``10 * n_clusters``, lowered so that pseudo-classes average at least
+        10 samples (but never below ``n_clusters``).
+    n_components : int, default=16
+        Dimensions kept by the PCA whitening of the features, before the L2
+        normalisation; capped at the feature width. Each kept component is
+        divided by ``sqrt(eigenvalue + 0.01 * largest eigenvalue)``: the
+        regularisation keeps weak, noisy directions from being inflated to
+        the weight of the strong ones (the paper keeps 256 of 4096
+        dimensions, unregularised).
+    balancing : {"sampling", "weights"} or None, default="sampling"
+        How pseudo-classes of unequal size are balanced in training.
+        ``"sampling"`` draws each epoch's samples uniformly over the
+        non-empty pseudo-classes, then uniformly within one (the paper's
+        choice); ``"weights"`` visits every sample once and weights the
+        cross-entropy by the inverse pseudo-class size; ``None`` does
+        neither, which lets a giant pseudo-class dominate.
+    n_neighbors : int or "auto", default="auto"
+        In training, a sample is replaced by one of its ``n_neighbors``
+        nearest neighbours (Euclidean, in the input space, computed once on
+        the device), drawn at random, while keeping its own pseudo-label; 0
+        trains on the sample itself. ``"auto"`` uses 10 for vector input,
+        where it teaches the network that neighbours belong together, and 0
+        for images, whose variations come from augmentation.
+    augmentation : callable, None or "auto", default="auto"
+        Maps a batch tensor to a randomly changed batch, applied to the
+        training samples (never to the samples clustered). ``"auto"``:
+        :class:`skiic.augment.ImageAugmentation` for images and
+        :class:`skiic.augment.VectorAugmentation` for vectors; ``None``: no
+        augmentation.
+    input_shape : tuple of int, default=None
+        ``(C, H, W)`` when ``X`` holds flattened images. Images given as
+        (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
+    module : torch.nn.Module, default=None
+        Custom backbone mapping a batch (n, C, H, W) or (n, n_features) to
+        features (n, width); it is copied, never trained in place. ``None``
+        picks a convolutional network sized from the image shape or an MLP.
+    max_epochs : int or "auto", default="auto"
+        Epochs, each starting with a re-clustering. An epoch is a pass over
+        the data, but at least 30 optimiser steps, so that on small data the
+        fresh classifier head has time to fit each new set of pseudo-labels.
+        ``"auto"`` runs about 750 steps, between 10 and 25 epochs (25 epochs
+        for the 1,797 digits at the default batch size, 10 for MNIST's
+        70,000).
+    batch_size : int, default=256
+        Samples per optimiser step.
+    lr : float, default=1e-3
+        Adam learning rate.
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when available, else the CPU.
+        Training, the whitening and every k-means run on it.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, k-means, sampling and augmentation. Runs on the
+        CPU with the same seed are identical.
+    verbose : int, default=0
+        Show a progress bar and a table of per-epoch losses when positive.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training sample. Clusters are numbered by decreasing
+        size, so the used ones are ``0 .. k-1``.
+    cluster_centers_ : ndarray of shape (n_clusters, n_components_)
+        Centres of the final k-means, in the whitened, L2-normalised feature
+        space that :meth:`transform` returns, in the order of ``labels_``.
+    inertia_ : float
+        Sum of squared distances of the training samples' features to their
+        closest centre.
+    n_iter_ : int
+        Training epochs run (each one a re-clustering).
+    n_pseudo_classes_ : int
+        Pseudo-classes used in training.
+    n_components_ : int
+        Width of the whitened features.
+    history_ : skorch.history.History
+        Per-epoch training log: ``train_loss``, ``pseudo_label_nmi`` (NMI
+        between this epoch's pseudo-labels and the previous epoch's, the
+        paper's stability curve; NaN in the first epoch), ``kmeans_inertia``,
+        ``largest_pseudo_class`` (fraction of samples in the largest
+        pseudo-class), ``dur``, ...
+    module_ : torch.nn.Module
+        The trained network (backbone and classifier head), on the CPU.
+    input_shape_ : tuple of int or None
+        Image shape the model was fitted on, ``None`` for vectors.
+    n_features_in_ : int
+        Number of features (values per sample) seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    IICClustering : Invariant Information Clustering.
+    sklearn.cluster.KMeans : The classic baseline, and the clustering step here.
+
+    Notes
+    -----
+    The k-means (greedy k-means++ seeding, Lloyd iterations with chunked
+    distance computation, as in scikit-learn) and the whitening (an
+    eigendecomposition of the feature covariance) run in torch on the
+    training device, so on a GPU the features never leave it; each epoch
+    clusters once (20 Lloyd iterations at most), the final partition keeps
+    the best of 10 k-means runs.
+
+    Empty clusters take the samples farthest from their centres, as in
+    scikit-learn, so every pseudo-class holds samples while the features
+    have enough distinct values. Giant pseudo-classes cannot dominate
+    training: ``balancing`` gives every pseudo-class the same weight, and
+    ``history_`` records the share of the largest one. Features that
+    collapse to a point, or that are not finite, make ``fit`` raise
+    :class:`skiic.exceptions.TrainingError`, as does a final partition with
+    a single cluster; fewer clusters than ``n_clusters`` raise a
+    ``ConvergenceWarning``.
+
+    References
+    ----------
+    M. Caron, P. Bojanowski, A. Joulin and M. Douze, "Deep Clustering for
+    Unsupervised Learning of Visual Features", ECCV 2018.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from skiic import DeepClusterEstimator
+    >>> from skiic.metrics import matched_accuracy
+    >>> X, y = make_blobs(n_samples=300, centers=3, random_state=0)
+    >>> model = DeepClusterEstimator(n_clusters=3, max_epochs=10, random_state=0)
+    >>> labels = model.fit_predict(X)
+    >>> matched_accuracy(y, labels) > 0.9
+    True
+    >>> model.transform(X[:2]).shape
+    (2, 16)
+    >>> model.cluster_centers_.shape
+    (3, 16)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseDeepEstimator._parameter_constraints,
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "n_pseudo_classes": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "balancing": [StrOptions({"sampling", "weights"}), None],
+        "n_neighbors": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "augmentation": [callable, None, StrOptions({"auto"})],
+        "module": [HasMethods(["forward", "parameters"]), None],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        n_pseudo_classes="auto",
+        n_components=16,
+        balancing="sampling",
+        n_neighbors="auto",
+        augmentation="auto",
+        input_shape=None,
+        module=None,
+        max_epochs="auto",
+        batch_size=256,
+        lr=1e-3,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.n_pseudo_classes = n_pseudo_classes
+        self.n_components = n_components
+        self.balancing = balancing
+        self.n_neighbors = n_neighbors
+        self.augmentation = augmentation
+        self.input_shape = input_shape
+        self.module = module
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network on its k-means pseudo-labels and cluster ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Training data: vectors, flat images with ``input_shape``, or images.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : DeepClusterEstimator
+            The fitted estimator.
+        """
+        X, image_shape = self._validate_fit_data(X, self.n_clusters)
+        self._fit_scaling(X, image_shape)
+        n_samples = X.shape[0]
+        n_pseudo = self._resolve_pseudo_classes(n_samples)
+        augment = self._resolve_augmentation(image_shape)
+        # An epoch draws n_samples indices, or enough for _MIN_EPOCH_STEPS steps.
+        n_draws = max(n_samples, _MIN_EPOCH_STEPS * self.batch_size)
+        max_epochs = resolve_max_epochs(
+            self.max_epochs,
+            n_draws,
+            self.batch_size,
+            target_steps=_AUTO_STEPS,
+            low=_AUTO_MIN_EPOCHS,
+            high=_AUTO_MAX_EPOCHS,
+        )
+        device = self._fit_device()
+        (seed,) = self._seeds(1)
+        data = _engine.to_device(self._scaled(X), device, image_shape)
+        n_neighbors = self._resolve_neighbors(n_samples, image_shape)
+        with _engine.forked_rng(seed, device):
+            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
+            backbone = self._backbone(X.shape[1], image_shape)
+            width = feature_width(backbone, self._sample_shape())
+            n_components = min(self.n_components, width)
+            module = _DeepClusterNetwork(backbone, width, n_pseudo)
+            objective = _DeepClusterObjective(
+                data,
+                n_pseudo_classes=n_pseudo,
+                n_components=n_components,
+                balancing=self.balancing,
+                augment=augment,
+                neighbors=neighbors,
+            )
+            module, history = self._train(
+                module, objective, n_draws, device, max_epochs
+            )
+            features = _features(module.to(device).backbone, data, device)
+            with _clustering_threads(device):
+                whitening = _Whitening.fit(features, n_components)
+                result = kmeans(
+                    whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
+                )
+        module.to("cpu").eval()
+
+        counts = torch.bincount(result.labels, minlength=self.n_clusters).cpu()
+        order = torch.argsort(-counts, stable=True)
+        self._check_clusters(counts.numpy())  # before any fitted attribute is set
+        self._whitening = whitening.to("cpu")
+        self.module_ = module
+        self.cluster_centers_ = result.centers.cpu()[order].numpy()
+        self.labels_ = torch.argsort(order)[result.labels.cpu()].numpy()
+        self.labels_ = self.labels_.astype(np.int64)
+        self.inertia_ = result.inertia
+        self.n_pseudo_classes_ = n_pseudo
+        self.n_components_ = n_components
+        self.history_ = history
+        self.n_iter_ = len(history)
+        return self
+
+    def predict(self, X):
+        """Assign each sample of ``X`` to the cluster with the closest centre.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            New data, shaped like the training data.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Cluster of each sample.
+        """
+        Xt = self._transform(self._validate_predict_data(X))
+        labels, _ = assign(Xt, torch.from_numpy(self.cluster_centers_))
+        return labels.numpy().astype(np.int64)
+
+    def transform(self, X):
+        """Learned features: whitened and L2-normalised, as clustered.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            New data, shaped like the training data.
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_components_)
+            Unit-norm features, in the space of ``cluster_centers_``.
+        """
+        return self._transform(self._validate_predict_data(X)).numpy()
+
+    def score(self, X, y=None):
+        """Opposite of the k-means inertia of ``X``'s features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Data to score.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            Minus the sum of squared distances of the features of ``X`` to
+            their closest centre (higher is better, at most 0).
+        """
+        Xt = self._transform(self._validate_predict_data(X))
+        _, distances = assign(Xt, torch.from_numpy(self.cluster_centers_))
+        return -float(distances.double().sum())
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    # ---------------------------------------------------------------- helpers
+    def _transform(self, X):
+        """Whitened, normalised features of validated ``X`` (a CPU tensor)."""
+        features = self._infer(X, lambda module, x: module.backbone(x))
+        return self._whitening(features)
+
+    def _resolve_pseudo_classes(self, n_samples):
+        if self.n_pseudo_classes == "auto":
+            wanted = min(
+                _AUTO_PSEUDO_PER_CLUSTER * self.n_clusters,
+                n_samples // _AUTO_MIN_PSEUDO_SIZE,
+            )
+            return int(min(max(wanted, self.n_clusters), n_samples))
+        if self.n_pseudo_classes < self.n_clusters:
+            raise ValueError(
+                f"n_pseudo_classes={self.n_pseudo_classes} should be >= "
+                f"n_clusters={self.n_clusters}."
+            )
+        if self.n_pseudo_classes > n_samples:
+            raise ValueError(
+                f"n_samples={n_samples} should be >= "
+                f"n_pseudo_classes={self.n_pseudo_classes}."
+            )
+        return int(self.n_pseudo_classes)
+
+    def _resolve_neighbors(self, n_samples, image_shape):
+        if self.n_neighbors == "auto":
+            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
+        else:
+            wanted = self.n_neighbors
+        return min(wanted, n_samples - 1)
+
+    def _resolve_augmentation(self, image_shape):
+        if self.augmentation == "auto":
+            return (
+                ImageAugmentation() if image_shape is not None else VectorAugmentation()
+            )
+        return self.augmentation
+
+    def _check_clusters(self, counts):
+        used = int(np.count_nonzero(counts))
+        if used == 1 and self.n_clusters > 1:
+            raise TrainingError(
+                f"Training collapsed: all samples fell into one cluster instead of "
+                f"{self.n_clusters}. Try a smaller lr or more pseudo-classes; "
+                "identical or constant samples cannot be clustered."
+            )
+        if used < self.n_clusters:
+            warnings.warn(
+                f"Only {used} of n_clusters={self.n_clusters} clusters hold training "
+                "samples: the learned features have fewer distinct values than "
+                "clusters.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+
+class _DeepClusterNetwork(nn.Module):
+    """A backbone and the linear classifier over the pseudo-classes."""
+
+    def __init__(self, backbone: nn.Module, width: int, n_pseudo_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(width, n_pseudo_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pseudo-class logits of shape (n, n_pseudo_classes)."""
+        return self.head(self.backbone(x))
+
+
+class _Whitening(NamedTuple):
+    """PCA whitening followed by L2 normalisation of the rows."""
+
+    mean: Tensor  # (width,)
+    matrix: Tensor  # (width, n_components): eigenvectors / sqrt(eigenvalues)
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, features: Tensor, n_components: int) -> _Whitening:
+        """Fit on ``features`` (n, width); raise TrainingError if they collapsed."""
+        if not bool(torch.isfinite(features).all()):
+            raise TrainingError(
+                "Training diverged: the network's features are not finite. Try a "
+                "smaller lr or check the input scale."
+            )
+        mean = features.mean(dim=0)
+        centred = features - mean
+        cov = (centred.T @ centred).double() / max(features.shape[0] - 1, 1)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
+        eigenvalues = eigenvalues.flip(0).clamp(min=0)[:n_components]
+        eigenvectors = eigenvectors.flip(1)[:, :n_components]
+        scale = float((features.double() ** 2).sum(dim=1).mean())
+        if float(eigenvalues.sum()) <= _COLLAPSE_VARIANCE * scale or scale == 0:
+            raise TrainingError(
+                "Training collapsed: the network maps every sample to the same "
+                "features. Try a smaller lr; identical or constant samples cannot "
+                "be clustered."
+            )
+        eps = _WHITEN_EPS * eigenvalues[0]
+        matrix = eigenvectors / torch.sqrt(eigenvalues + eps)
+        return cls(mean.float(), matrix.float())
+
+    def __call__(self, features: Tensor) -> Tensor:
+        """Whitened, unit-norm rows of ``features`` (n, n_components)."""
+        return F.normalize((features.float() - self.mean) @ self.matrix, dim=1)
+
+    def to(self, device) -> _Whitening:
+        return _Whitening(self.mean.to(device), self.matrix.to(device))
+
+
+class _DeepClusterObjective(_engine.Objective):
+    """Cross-entropy on pseudo-labels that are re-computed every epoch."""
+
+    def __init__(
+        self,
+        data: Tensor,
+        *,
+        n_pseudo_classes: int,
+        n_components: int,
+        balancing: str | None,
+        augment,
+        neighbors: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.neighbors = neighbors
+        self.data = data
+        self.n_pseudo_classes = n_pseudo_classes
+        self.n_components = n_components
+        self.balancing = balancing
+        self.augment = augment
+        self.labels: Tensor | None = None
+        self.class_weights: Tensor | None = None
+
+    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:
+        source = idx
+        if self.neighbors is not None:
+            source = sample_neighbors(self.neighbors, idx)
+        x = self.data[source]
+        if self.augment is not None:
+            x = self.augment(x)
+        logits = module(x).float()
+        return F.cross_entropy(logits, self.labels[idx], weight=self.class_weights)
+
+    def batches(self, n_samples: int, batch_size: int, device: torch.device):
+        """Batches of one epoch; ``n_samples`` is the number of draws in it."""
+        return _PseudoLabelBatches(
+            self, n_samples, batch_size, balanced=self.balancing == "sampling"
+        )
+
+    @torch.no_grad()
+    def on_epoch_begin(self, trainer: _engine.Trainer) -> None:
+        """Re-cluster the features and re-initialise the classifier head."""
+        module = trainer.module_
+        device = self.data.device
+        features = _features(module.backbone, self.data, device)
+        with _clustering_threads(device):
+            whitened = _Whitening.fit(features, self.n_components)(features)
+            result = kmeans(
+                whitened, self.n_pseudo_classes, max_iter=_EPOCH_KMEANS_ITER
+            )
+        labels = result.labels
+        counts = torch.bincount(labels, minlength=self.n_pseudo_classes)
+        if self.balancing == "weights":
+            # cross_entropy divides by the batch's summed weights: no rescaling
+            self.class_weights = 1.0 / counts.clamp(min=1).float()
+        nmi = (
+            math.nan
+            if self.labels is None
+            else float(_nmi(self.labels, labels, self.n_pseudo_classes))
+        )
+        self.labels = labels
+        # a fresh classifier for the new pseudo-classes, with fresh Adam state
+        module.head.reset_parameters()
+        for parameter in module.head.parameters():
+            trainer.optimizer_.state.pop(parameter, None)
+        module.train()
+        trainer.history.record("pseudo_label_nmi", nmi)
+        trainer.history.record("kmeans_inertia", result.inertia)
+        trainer.history.record(
+            "largest_pseudo_class", float(counts.max()) / labels.shape[0]
+        )
+
+
+class _PseudoLabelBatches:
+    """An epoch of ``n_draws // batch_size`` index batches.
+
+    With ``balanced`` each draw picks a non-empty pseudo-class uniformly,
+    then a sample of it uniformly, with replacement (as the paper's sampler
+    does for small pseudo-classes); otherwise the epoch is made of shuffled
+    passes over all samples, cut at ``n_draws``. Batches are split like
+    :class:`skiic._engine.DeviceBatches`. The pseudo-labels are read from the
+    objective when the epoch starts.
+    """
+
+    def __init__(self, objective, n_draws, batch_size, balanced):
+        self.objective = objective
+        self.n_draws = n_draws
+        self.n_steps = max(1, n_draws // batch_size)
+        self.balanced = balanced
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def __iter__(self):
+        labels = self.objective.labels
+        device = labels.device
+        if self.balanced:
+            counts = torch.bincount(labels, minlength=self.objective.n_pseudo_classes)
+            order = torch.argsort(labels, stable=True)
+            starts = torch.cumsum(counts, 0) - counts
+            classes = torch.nonzero(counts).flatten()
+            n = self.n_draws
+            drawn = classes[torch.randint(classes.numel(), (n,), device=device)]
+            offset = (torch.rand(n, device=device) * counts[drawn]).long()
+            offset = torch.minimum(offset, counts[drawn] - 1)
+            idx = order[starts[drawn] + offset]
+        else:
+            n_samples = labels.shape[0]
+            passes = -(-self.n_draws // n_samples)
+            idx = torch.cat(
+                [torch.randperm(n_samples, device=device) for _ in range(passes)]
+            )[: self.n_draws]
+        yield from torch.tensor_split(idx, self.n_steps)
+
+
+def _clustering_threads(device: torch.device):
+    """One CPU thread for the whitening and k-means, on the CPU only.
+
+    They are made of many small operations, and on a busy machine the
+    synchronisation of several threads costs far more than it saves (two
+    orders of magnitude for the digits on two shared cores), so they run on
+    one thread, the way scikit-learn's ``KMeans`` limits its BLAS threads.
+    The previous limits are restored on exit.
+    """
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+@torch.no_grad()
+def _features(backbone: nn.Module, data: Tensor, device: torch.device) -> Tensor:
+    """Backbone features (float32, on the device) of all samples, in eval mode."""
+    backbone.eval()
+    amp_dtype = _engine.autocast_dtype(device)
+    out = []
+    for chunk in data.split(_engine.INFERENCE_BATCH):
+        with _engine.autocast(device, amp_dtype):
+            out.append(backbone(chunk).float())
+    return torch.cat(out)
+
+
+def _nmi(first: Tensor, second: Tensor, n_classes: int) -> Tensor:
+    """NMI (arithmetic mean of the entropies) of two labelings, on their device.
+
+    The same value as :func:`sklearn.metrics.normalized_mutual_info_score`,
+    computed from the contingency table with one ``bincount``.
+    """
+    n = first.shape[0]
+    joint = torch.bincount(first * n_classes + second, minlength=n_classes**2)
+    joint = joint.double().view(n_classes, n_classes) / n
+    p1, p2 = joint.sum(dim=1), joint.sum(dim=0)
+    nz = joint > 0
+    mi = (joint[nz] * (joint[nz] / (p1[:, None] * p2[None, :])[nz]).log()).sum()
+    h1 = -(p1[p1 > 0] * p1[p1 > 0].log()).sum()
+    h2 = -(p2[p2 > 0] * p2[p2 > 0].log()).sum()
+    denom = (h1 + h2) / 2
+    if float(denom) == 0:  # both single-cluster: identical partitions
+        return torch.ones((), dtype=torch.float64, device=first.device)
+    return (mi / denom).clamp(0, 1)
