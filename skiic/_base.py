@@ -10,14 +10,16 @@ prediction methods on top of these helpers.
 from __future__ import annotations
 
 import copy
+import os
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _engine
+from . import _distributed, _engine
 from ._validation import (
     HasMethods,
     Interval,
@@ -148,6 +150,37 @@ class _BaseDeepEstimator(BaseEstimator):
             scaling=(self._offset, self._scale),
         )
 
+    def _place(self, X, device):
+        """The samples on the device, or streamed when over ``device_memory_limit``."""
+        return _engine.place_data(
+            X,
+            offset=self._offset,
+            scale=self._scale,
+            shape=self.input_shape_,
+            device=device,
+            limit=self.device_memory_limit,
+        )
+
+    def _run_fit_core(self, X):
+        """``self._fit_core(X, device=, parallel=)`` where ``devices`` says.
+
+        In this process on ``device`` (``devices=None``), in this process as
+        one rank of the existing process group (``"process_group"``), or in
+        one new process per listed device; returns rank 0's result.
+        """
+        if self.devices is None:
+            return self._fit_core(X, device=self._fit_device())
+        if self.devices == "process_group":
+            parallel = _distributed.process_group_parallel()
+            return self._fit_core(X, device=self._rank_device(), parallel=parallel)
+        return _distributed.spawn(_fit_core_in_process, self.devices, (self, X))
+
+    def _rank_device(self):
+        """This process's device in a torchrun job: its local GPU, else ``device``."""
+        if self.device == "auto" and torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return self._fit_device()
+
     def _module_on(self, device):
         """The trained network on ``device``: ``module_`` on the CPU, else a copy."""
         if device.type == "cpu":
@@ -165,6 +198,11 @@ class _BaseDeepEstimator(BaseEstimator):
         tags.non_deterministic = on_gpu
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _fit_core_in_process(estimator, X, *, device, parallel):
+    """Entry point of each spawned process: the fit core, on its device."""
+    return estimator._fit_core(X, device=device, parallel=parallel)
 
 
 def resolve_max_epochs(max_epochs, n_samples, batch_size, *, target_steps, low, high):

@@ -15,7 +15,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from . import _engine
+from . import _distributed, _engine
 from ._base import _BaseDeepEstimator, resolve_max_epochs
 from ._kmeans import assign, kmeans
 from ._validation import HasMethods, Interval, StrOptions, _fit_context
@@ -113,11 +113,29 @@ class DeepClusterEstimator(
         70,000).
     batch_size : int, default=256
         Samples per optimiser step.
+    device_memory_limit : int, str or "auto", default="auto"
+        Largest training set, in bytes (or a string such as ``"2GB"``), that
+        is copied to the device whole; larger data stays in host memory, or in
+        its ``np.memmap``, and is streamed to the device batch by batch (the
+        feature pass of every epoch too), as in :class:`IICClustering`.
+        ``"auto"``: half of the free GPU memory on CUDA; on the CPU, arrays are
+        used in place and memmaps streamed.
     lr : float, default=1e-3
         Adam learning rate.
     device : str, default="auto"
         Torch device; ``"auto"`` picks CUDA when available, else the CPU.
         Training, the whitening and every k-means run on it.
+    devices : list of str, "process_group" or None, default=None
+        Train data-parallel, one process per listed device, e.g.
+        ``["cuda:0", "cuda:1"]`` (NCCL) or ``["cpu", "cpu"]`` (gloo). Each
+        process computes the features of its share of the samples; they are
+        gathered so that every process runs the same k-means on all of them,
+        then trains on its shard of every global batch of ``batch_size``, with
+        BatchNorm statistics and gradients combined over processes: training
+        equals one process on the same global batch. Scripts that use it must
+        guard their top level with ``if __name__ == "__main__":``.
+        ``"process_group"``: join the default process group that already
+        exists, e.g. under ``torchrun``. ``None`` trains in this process.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, k-means, sampling and augmentation. Runs on the
         CPU with the same seed are identical.
@@ -149,6 +167,9 @@ class DeepClusterEstimator(
         pseudo-class), ``dur``, ...
     module_ : torch.nn.Module
         The trained network (backbone and classifier head), on the CPU.
+    streamed_ : bool
+        Whether the training data was streamed to the device batch by batch
+        instead of copied whole (see ``device_memory_limit``).
     input_shape_ : tuple of int or None
         Image shape the model was fitted on, ``None`` for vectors.
     n_features_in_ : int
@@ -216,6 +237,8 @@ class DeepClusterEstimator(
         ],
         "augmentation": [callable, None, StrOptions({"auto"})],
         "module": [HasMethods(["forward", "parameters"]), None],
+        "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
+        "devices": [list, tuple, StrOptions({"process_group"}), None],
     }
 
     def __init__(
@@ -231,8 +254,10 @@ class DeepClusterEstimator(
         module=None,
         max_epochs="auto",
         batch_size=256,
+        device_memory_limit="auto",
         lr=1e-3,
         device="auto",
+        devices=None,
         random_state=None,
         verbose=0,
     ):
@@ -246,8 +271,10 @@ class DeepClusterEstimator(
         self.module = module
         self.max_epochs = max_epochs
         self.batch_size = batch_size
+        self.device_memory_limit = device_memory_limit
         self.lr = lr
         self.device = device
+        self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
 
@@ -282,49 +309,83 @@ class DeepClusterEstimator(
             low=_AUTO_MIN_EPOCHS,
             high=_AUTO_MAX_EPOCHS,
         )
-        device = self._fit_device()
-        (seed,) = self._seeds(1)
-        data = _engine.to_device(self._scaled(X), device, image_shape)
-        n_neighbors = self._resolve_neighbors(n_samples, image_shape)
-        with _engine.forked_rng(seed, device):
-            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
-            backbone = self._backbone(X.shape[1], image_shape)
-            width = feature_width(backbone, self._sample_shape())
-            n_components = min(self.n_components, width)
-            module = _DeepClusterNetwork(backbone, width, n_pseudo)
-            objective = _DeepClusterObjective(
-                data,
-                n_pseudo_classes=n_pseudo,
-                n_components=n_components,
-                balancing=self.balancing,
-                augment=augment,
-                neighbors=neighbors,
-            )
-            module, history = self._train(
-                module, objective, n_draws, device, max_epochs
-            )
-            features = _features(module.to(device).backbone, data, device)
-            with _clustering_threads(device):
-                whitening = _Whitening.fit(features, n_components)
-                result = kmeans(
-                    whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
-                )
-        module.to("cpu").eval()
+        (self._fit_seed,) = self._seeds(1)
+        self._fit_plan = dict(
+            n_pseudo=n_pseudo,
+            augment=augment,
+            n_draws=n_draws,
+            max_epochs=max_epochs,
+            n_neighbors=self._resolve_neighbors(n_samples, image_shape),
+        )
+        try:
+            module, history, whitening, result, streamed = self._run_fit_core(X)
+        finally:
+            del self._fit_plan
+        n_components = whitening.matrix.shape[1]
 
-        counts = torch.bincount(result.labels, minlength=self.n_clusters).cpu()
+        counts = torch.bincount(result.labels, minlength=self.n_clusters)
         order = torch.argsort(-counts, stable=True)
         self._check_clusters(counts.numpy())  # before any fitted attribute is set
-        self._whitening = whitening.to("cpu")
+        self._whitening = whitening
         self.module_ = module
-        self.cluster_centers_ = result.centers.cpu()[order].numpy()
-        self.labels_ = torch.argsort(order)[result.labels.cpu()].numpy()
-        self.labels_ = self.labels_.astype(np.int64)
+        self.streamed_ = streamed
+        self.cluster_centers_ = result.centers[order].numpy()
+        self.labels_ = torch.argsort(order)[result.labels].numpy().astype(np.int64)
         self.inertia_ = result.inertia
         self.n_pseudo_classes_ = n_pseudo
         self.n_components_ = n_components
         self.history_ = history
         self.n_iter_ = len(history)
         return self
+
+    def _fit_core(self, X, *, device, parallel=None):
+        """Train, then cluster the final features; everything returned on the CPU.
+
+        Runs in the calling process, or in each process of a data-parallel run
+        (``parallel``); returns ``(module, history, whitening, kmeans_result,
+        streamed)``.
+        """
+        parallel = parallel or _distributed.Parallel()
+        plan = self._fit_plan
+        data = self._place(X, device)
+        with _engine.forked_rng(self._fit_seed, device):
+            n_neighbors = plan["n_neighbors"]
+            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
+            backbone = self._backbone(X.shape[1], self.input_shape_)
+            width = feature_width(backbone, self._sample_shape())
+            n_components = min(self.n_components, width)
+            module = _DeepClusterNetwork(backbone, width, plan["n_pseudo"])
+            if parallel.active:
+                _distributed.convert_batchnorm(module, parallel)
+            objective = _DeepClusterObjective(
+                data,
+                n_pseudo_classes=plan["n_pseudo"],
+                n_components=n_components,
+                balancing=self.balancing,
+                augment=plan["augment"],
+                neighbors=neighbors,
+                parallel=parallel,
+            )
+            module, history = self._train(
+                module,
+                objective,
+                plan["n_draws"],
+                device,
+                plan["max_epochs"],
+                parallel=parallel,
+            )
+            _distributed.revert_batchnorm(module)
+            features = _features(module.to(device).backbone, data, device, parallel)
+            with _clustering_threads(device):
+                whitening = _Whitening.fit(features, n_components)
+                result = kmeans(
+                    whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
+                )
+        module.to("cpu").eval()
+        result = result._replace(
+            centers=result.centers.cpu(), labels=result.labels.cpu()
+        )
+        return module, history, whitening.to("cpu"), result, data.streamed
 
     def predict(self, X):
         """Assign each sample of ``X`` to the cluster with the closest centre.
@@ -498,50 +559,87 @@ class _Whitening(NamedTuple):
 
 
 class _DeepClusterObjective(_engine.Objective):
-    """Cross-entropy on pseudo-labels that are re-computed every epoch."""
+    """Cross-entropy on pseudo-labels that are re-computed every epoch.
+
+    ``data`` is a resident or streamed data source (:mod:`skiic._engine`).
+    With ``parallel``, every process draws the same global batches, computes
+    the features of its share of the samples for the k-means (gathered, so
+    that all processes cluster the same features the same way) and the loss
+    of its shard of each batch.
+    """
 
     def __init__(
         self,
-        data: Tensor,
+        data,
         *,
         n_pseudo_classes: int,
         n_components: int,
         balancing: str | None,
         augment,
         neighbors: Tensor | None = None,
+        parallel=None,
     ) -> None:
         super().__init__()
         self.neighbors = neighbors
-        self.data = data
+        self.data = _engine.ResidentData(data) if isinstance(data, Tensor) else data
         self.n_pseudo_classes = n_pseudo_classes
         self.n_components = n_components
         self.balancing = balancing
         self.augment = augment
+        self.parallel = parallel or _distributed.Parallel()
         self.labels: Tensor | None = None
         self.class_weights: Tensor | None = None
 
-    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:
-        source = idx
-        if self.neighbors is not None:
-            source = sample_neighbors(self.neighbors, idx)
-        x = self.data[source]
+    def forward(self, module: nn.Module, batch) -> Tensor:
+        idx, x = batch
         if self.augment is not None:
-            x = self.augment(x)
+            x = self.augment(x)  # the global batch, as one process would see it
+        x = self.parallel.shard(x)
+        labels = self.parallel.shard(self.labels[idx])
         logits = module(x).float()
-        return F.cross_entropy(logits, self.labels[idx], weight=self.class_weights)
+        weights = (
+            torch.ones_like(labels, dtype=torch.float32)
+            if self.class_weights is None
+            else self.class_weights[labels]
+        )
+        total = F.cross_entropy(
+            logits, labels, weight=self.class_weights, reduction="sum"
+        )
+        if not self.parallel.active:
+            return total / weights.sum()
+        # Each process's share of the global mean, times the number of
+        # processes (the engine averages the gradients); the value reported
+        # is the global mean itself.
+        sums = self.parallel.all_reduce(torch.stack([total, weights.sum()]).detach())
+        share = total * self.parallel.world_size / sums[1]
+        return share + (sums[0] / sums[1] - share).detach()
 
     def batches(self, n_samples: int, batch_size: int, device: torch.device):
-        """Batches of one epoch; ``n_samples`` is the number of draws in it."""
-        return _PseudoLabelBatches(
+        """Batches ``(idx, x)`` of one epoch; ``n_samples`` is its number of draws."""
+        index_batches = _PseudoLabelBatches(
             self, n_samples, batch_size, balanced=self.balancing == "sampling"
         )
+        return _Epochs(lambda: self._load(index_batches))
+
+    def _load(self, index_batches):
+        """Each batch's indices with its samples, fetched through the data source
+        (prefetched when streamed). For vectors the samples are a random
+        neighbour of each index, drawn for the whole epoch at once."""
+        batches = list(index_batches)
+        sources = batches
+        if self.neighbors is not None:
+            drawn = sample_neighbors(self.neighbors, torch.cat(batches))
+            sources = drawn.split([len(b) for b in batches])
+        plans = ((source.to(self.data.index_device),) for source in sources)
+        for idx, (_, (x,)) in zip(batches, self.data.load(plans)):
+            yield idx, x
 
     @torch.no_grad()
     def on_epoch_begin(self, trainer: _engine.Trainer) -> None:
         """Re-cluster the features and re-initialise the classifier head."""
         module = trainer.module_
         device = self.data.device
-        features = _features(module.backbone, self.data, device)
+        features = _features(module.backbone, self.data, device, self.parallel)
         with _clustering_threads(device):
             whitened = _Whitening.fit(features, self.n_components)(features)
             result = kmeans(
@@ -550,7 +648,6 @@ class _DeepClusterObjective(_engine.Objective):
         labels = result.labels
         counts = torch.bincount(labels, minlength=self.n_pseudo_classes)
         if self.balancing == "weights":
-            # cross_entropy divides by the batch's summed weights: no rescaling
             self.class_weights = 1.0 / counts.clamp(min=1).float()
         nmi = (
             math.nan
@@ -568,6 +665,16 @@ class _DeepClusterObjective(_engine.Objective):
         trainer.history.record(
             "largest_pseudo_class", float(counts.max()) / labels.shape[0]
         )
+
+
+class _Epochs:
+    """Re-iterable: each ``iter`` starts a new epoch from ``make()``."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
 
 
 class _PseudoLabelBatches:
@@ -627,15 +734,25 @@ def _clustering_threads(device: torch.device):
 
 
 @torch.no_grad()
-def _features(backbone: nn.Module, data: Tensor, device: torch.device) -> Tensor:
-    """Backbone features (float32, on the device) of all samples, in eval mode."""
+def _features(backbone: nn.Module, data, device: torch.device, parallel=None) -> Tensor:
+    """Backbone features (float32, on the device) of all samples, in eval mode.
+
+    ``data`` is a tensor on the device or a data source, read in chunks
+    (prefetched when streamed). With ``parallel`` each process computes its
+    share of the samples and the shares are gathered, in order, everywhere.
+    """
+    parallel = parallel or _distributed.Parallel()
+    if isinstance(data, Tensor):
+        data = _engine.ResidentData(data)
     backbone.eval()
     amp_dtype = _engine.autocast_dtype(device)
+    indices = parallel.shard(torch.arange(data.n_samples, device=data.index_device))
     out = []
-    for chunk in data.split(_engine.INFERENCE_BATCH):
+    plans = ((chunk,) for chunk in indices.split(_engine.INFERENCE_BATCH))
+    for _, (x,) in data.load(plans):
         with _engine.autocast(device, amp_dtype):
-            out.append(backbone(chunk).float())
-    return torch.cat(out)
+            out.append(backbone(x).float())
+    return parallel.all_gather(torch.cat(out))
 
 
 def _nmi(first: Tensor, second: Tensor, n_classes: int) -> Tensor:

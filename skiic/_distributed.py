@@ -98,6 +98,24 @@ class Parallel:
             return tensor
         return _AllReduceSum.apply(tensor)
 
+    def all_gather(self, tensor: Tensor) -> Tensor:
+        """Concatenate, in rank order, every process's :meth:`shard` of a tensor.
+
+        The inverse of :meth:`shard` (shards may differ in length by one row);
+        not differentiable.
+        """
+        if not self.active:
+            return tensor
+        size = torch.tensor([tensor.shape[0]], device=tensor.device)
+        sizes = [torch.empty_like(size) for _ in range(self.world_size)]
+        dist.all_gather(sizes, size)
+        longest = int(max(sizes).item())
+        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded.contiguous())
+        return torch.cat([part[: int(n)] for part, n in zip(parts, sizes)])
+
     def average_gradients(self, parameters) -> None:
         """Average the gradients over processes, in place, before a step.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -283,13 +282,7 @@ class IICClustering(
         self._view_seed = view_seed
         self._n_neighbors = n_neighbors
         self._augment = augment
-        if self.devices is None:
-            result = self._fit_core(X, device=self._fit_device())
-        elif self.devices == "process_group":
-            parallel = _distributed.process_group_parallel()
-            result = self._fit_core(X, device=self._rank_device(), parallel=parallel)
-        else:
-            result = _distributed.spawn(_fit_core_in_process, self.devices, (self, X))
+        result = self._run_fit_core(X)
         selection, module, history, labels, streamed = result
         counts = np.bincount(labels, minlength=self.n_clusters)
         self._cluster_order = np.argsort(-counts, kind="stable")
@@ -354,12 +347,6 @@ class IICClustering(
         module.heads = nn.ModuleList([selection.head.cpu()])
         labels = _assign(module.to(device), data, device)
         return selection, module.to("cpu"), history, labels, data.streamed
-
-    def _rank_device(self):
-        """This process's device in a torchrun job: its local GPU, else ``device``."""
-        if self.device == "auto" and torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return self._fit_device()
 
     def predict(self, X):
         """Assign each sample of ``X`` to a cluster.
@@ -453,17 +440,6 @@ class IICClustering(
     def _proba(self, X):
         proba = self._infer(X, lambda module, x: module(x)[0][0].float().softmax(dim=1))
         return proba.numpy()[:, self._cluster_order]
-
-    def _place(self, X, device):
-        """The samples on the device, or streamed when over ``device_memory_limit``."""
-        return _engine.place_data(
-            X,
-            offset=self._offset,
-            scale=self._scale,
-            shape=self.input_shape_,
-            device=device,
-            limit=self.device_memory_limit,
-        )
 
     def _build_network(self, n_features, image_shape):
         backbone = self._backbone(n_features, image_shape)
@@ -717,8 +693,3 @@ def _single_head(heads, index):
         head.linear.weight.copy_(heads.linear.weight[index * k : (index + 1) * k])
         head.linear.bias.copy_(heads.linear.bias[index * k : (index + 1) * k])
     return head.eval()
-
-
-def _fit_core_in_process(estimator, X, *, device, parallel):
-    """Entry point of each spawned process: the fit core, on its device."""
-    return estimator._fit_core(X, device=device, parallel=parallel)

@@ -286,7 +286,7 @@ def test_epoch_begin_reclusters_and_reinitialises_the_head():
     for _ in range(2):
         trainer.history.new_epoch()
         objective.on_epoch_begin(trainer)
-        loss = objective(module, torch.arange(120))
+        loss = objective(module, (torch.arange(120), data))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

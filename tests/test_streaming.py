@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-from skiic import IICClustering
+from skiic import DeepClusterEstimator, IICClustering
 from skiic._engine import ResidentData, StreamedData, parse_memory, place_data
 from skiic.augment import nearest_neighbors
 from skiic.metrics import matched_accuracy
@@ -75,6 +75,27 @@ def test_streaming_gives_the_resident_result(blobs, kind):
     assert not resident.streamed_ and streamed.streamed_
     assert np.array_equal(resident.labels_, streamed.labels_)
     assert resident.loss_ == pytest.approx(streamed.loss_, abs=1e-5)
+    assert matched_accuracy(y, streamed.labels_) > 0.8
+
+
+@pytest.mark.parametrize("kind", ["vectors", "images"])
+def test_deepcluster_streaming_gives_the_resident_result(blobs, kind):
+    """Training batches and every epoch's feature pass go through the stream."""
+    if kind == "vectors":
+        X, y = blobs
+    else:
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(n_class=4, return_X_y=True)
+        X = X.reshape(-1, 1, 8, 8)
+    params = dict(max_epochs=4, batch_size=128, device="cpu", random_state=0)
+    resident = DeepClusterEstimator(4, **params).fit(X)
+    streamed = DeepClusterEstimator(4, device_memory_limit=0, **params).fit(X)
+    assert not resident.streamed_ and streamed.streamed_
+    assert np.array_equal(resident.labels_, streamed.labels_)
+    np.testing.assert_allclose(
+        resident.history_[:, "train_loss"], streamed.history_[:, "train_loss"]
+    )
     assert matched_accuracy(y, streamed.labels_) > 0.8
 
 
