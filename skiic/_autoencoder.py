@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from . import _engine
 from ._base import _BaseDeepEstimator, resolve_max_epochs
 from ._validation import Interval, StrOptions, _fit_context
-from .augment import ImageAugmentation, VectorAugmentation
 from .networks import AutoEncoder, feature_width, make_decoder
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
@@ -371,13 +370,6 @@ class AutoEncoderEmbedder(
             self.n_components,
             bounded=self.latent == "tanh",
         )
-
-    def _resolve_augmentation(self, image_shape):
-        if self.augmentation == "auto":
-            return (
-                ImageAugmentation() if image_shape is not None else VectorAugmentation()
-            )
-        return self.augmentation
 
     def _unscaled(self, X):
         if self.input_shape_ is not None:

@@ -28,7 +28,12 @@ from ._validation import (
     check_n_samples,
     chunked_stats,
 )
+from .augment import ImageAugmentation, VectorAugmentation
 from .networks import make_backbone
+
+# n_neighbors="auto" for vector input: the second view is one of these
+# nearest neighbours of the sample.
+_AUTO_NEIGHBORS = 10
 
 
 class _BaseDeepEstimator(BaseEstimator):
@@ -149,6 +154,22 @@ class _BaseDeepEstimator(BaseEstimator):
             shape=self.input_shape_,
             scaling=(self._offset, self._scale),
         )
+
+    def _resolve_neighbors(self, n_samples, image_shape):
+        """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""
+        if self.n_neighbors == "auto":
+            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
+        else:
+            wanted = self.n_neighbors
+        return min(wanted, n_samples - 1)
+
+    def _resolve_augmentation(self, image_shape):
+        """``augmentation``: "auto" picks the image or the vector augmentation."""
+        if self.augmentation == "auto":
+            return (
+                ImageAugmentation() if image_shape is not None else VectorAugmentation()
+            )
+        return self.augmentation
 
     def _place(self, X, device):
         """The samples on the device, or streamed when over ``device_memory_limit``."""

@@ -20,8 +20,6 @@ from ._base import _BaseDeepEstimator, resolve_max_epochs
 from ._kmeans import assign, kmeans
 from ._validation import HasMethods, Interval, StrOptions, _fit_context
 from .augment import (
-    ImageAugmentation,
-    VectorAugmentation,
     nearest_neighbors,
     sample_neighbors,
 )
@@ -33,8 +31,6 @@ _AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 750, 10, 25
 # Optimiser steps per epoch (per re-clustering) at least, on small data sets:
 # the re-initialised head needs some steps to fit the new pseudo-labels.
 _MIN_EPOCH_STEPS = 30
-# n_neighbors="auto" for vector input.
-_AUTO_NEIGHBORS = 10
 # n_pseudo_classes="auto": this many per cluster, and at least this many
 # samples per pseudo-class on average.
 _AUTO_PSEUDO_PER_CLUSTER, _AUTO_MIN_PSEUDO_SIZE = 10, 10
@@ -472,20 +468,6 @@ class DeepClusterEstimator(
                 f"n_pseudo_classes={self.n_pseudo_classes}."
             )
         return int(self.n_pseudo_classes)
-
-    def _resolve_neighbors(self, n_samples, image_shape):
-        if self.n_neighbors == "auto":
-            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
-        else:
-            wanted = self.n_neighbors
-        return min(wanted, n_samples - 1)
-
-    def _resolve_augmentation(self, image_shape):
-        if self.augmentation == "auto":
-            return (
-                ImageAugmentation() if image_shape is not None else VectorAugmentation()
-            )
-        return self.augmentation
 
     def _check_clusters(self, counts):
         used = int(np.count_nonzero(counts))

@@ -15,8 +15,6 @@ from . import _distributed, _engine
 from ._base import _BaseDeepEstimator, resolve_max_epochs
 from ._validation import HasMethods, Interval, StrOptions, _fit_context
 from .augment import (
-    ImageAugmentation,
-    VectorAugmentation,
     nearest_neighbors,
     sample_neighbors,
 )
@@ -26,8 +24,6 @@ from .networks import ClusteringHeads, MultiHeadNetwork, feature_width
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
 _AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 10, 100
-# n_neighbors="auto" for vector input.
-_AUTO_NEIGHBORS = 10
 # Head selection: views cached per sample, and the fit of the fresh heads.
 _CACHED_VIEWS, _HEAD_STEPS, _HEAD_BATCH, _HEAD_LR = 4, 300, 1024, 1e-2
 _HEAD_FIT_SAMPLES = 50_000
@@ -448,20 +444,6 @@ class IICClustering(
         if self.overclustering > 1:
             sizes.append(self.overclustering * self.n_clusters)
         return MultiHeadNetwork(backbone, width, sizes, n_heads=self.n_heads)
-
-    def _resolve_neighbors(self, n_samples, image_shape):
-        if self.n_neighbors == "auto":
-            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
-        else:
-            wanted = self.n_neighbors
-        return min(wanted, n_samples - 1)
-
-    def _resolve_augmentation(self, image_shape):
-        if self.augmentation == "auto":
-            return (
-                ImageAugmentation() if image_shape is not None else VectorAugmentation()
-            )
-        return self.augmentation
 
     def _check_clusters(self, counts):
         used = int(np.count_nonzero(counts))
