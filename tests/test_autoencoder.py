@@ -242,9 +242,13 @@ def test_model_fitted_on_any_device_transforms_on_cpu(roll, device):
     restored = pickle.loads(pickle.dumps(model))
     restored.set_params(device="cpu")
     Z = model.transform(roll)
-    assert np.allclose(restored.transform(roll), Z, atol=1e-3)
+    # CUDA inference runs under bf16 autocast: about three significant digits
+    tol = 1e-3 if device == "cpu" else 3e-2
+    assert np.allclose(restored.transform(roll), Z, atol=tol)
     assert np.allclose(
-        restored.inverse_transform(Z), model.inverse_transform(Z), atol=1e-2
+        restored.inverse_transform(Z),
+        model.inverse_transform(Z),
+        atol=10 * tol * roll.std(),
     )
 
 
