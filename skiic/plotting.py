@@ -15,6 +15,7 @@ from ._plotting import import_pyplot
 __all__ = ["plot_history"]
 
 _NMI_KEY = "pseudo_label_nmi"
+_NMI_COLOR = "tab:green"
 
 
 def plot_history(estimator, *, ax=None):
@@ -24,7 +25,8 @@ def plot_history(estimator, *, ax=None):
     history has it (:class:`~skiic.AutoEncoderEmbedder` with
     ``early_stopping=True``); and for :class:`~skiic.DeepClusterEstimator`,
     ``pseudo_label_nmi``, the NMI between the pseudo-labels of consecutive
-    epochs, on a second y-axis on the right (the first epoch has none).
+    epochs, on a second y-axis on the right (the first epoch has none); each
+    y-axis then takes the colour of its curve.
 
     Parameters
     ----------
@@ -74,32 +76,35 @@ def plot_history(estimator, *, ax=None):
     if ax is None:
         _, ax = plt.subplots()
     epochs = np.asarray(history[:, "epoch"])
-    lines = ax.plot(
-        epochs, _column(history, "train_loss"), marker=".", label="train_loss"
-    )
+    ax.plot(epochs, _column(history, "train_loss"), marker=".", label="train_loss")
     if all("valid_loss" in row for row in history):
-        lines += ax.plot(
+        ax.plot(
             epochs,
             _column(history, "valid_loss"),
             marker=".",
             color="tab:orange",
             label="valid_loss",
         )
+        ax.legend(loc="best")
     ax.set(xlabel="epoch", ylabel="training loss")
     axes = [ax]
     if all(_NMI_KEY in row for row in history):
+        # A second y-axis; each axis is coloured like its curve, so no legend
+        # is needed (one would hide one of the curves).
         nmi_ax = ax.twinx()
-        lines += nmi_ax.plot(
+        nmi_ax.plot(
             epochs,
             _column(history, _NMI_KEY),
             marker=".",
-            color="tab:green",
+            color=_NMI_COLOR,
             label=_NMI_KEY,
         )
-        nmi_ax.set_ylabel("pseudo-label NMI (epoch t-1 vs t)")
+        nmi_ax.set_ylabel("pseudo-label NMI (epoch t-1 vs t)", color=_NMI_COLOR)
+        nmi_ax.tick_params(axis="y", colors=_NMI_COLOR)
+        loss_color = ax.lines[0].get_color()
+        ax.set_ylabel("training loss", color=loss_color)
+        ax.tick_params(axis="y", colors=loss_color)
         axes.append(nmi_ax)
-    if len(lines) > 1:
-        ax.legend(lines, [line.get_label() for line in lines], loc="best")
     ax.set_title(f"{type(_owner(estimator)).__name__}: history_")
     return axes
 

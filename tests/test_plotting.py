@@ -141,7 +141,10 @@ def test_plot_history_deepcluster_draws_the_stability_curve(deepcluster):
     values = np.array(deepcluster.history_[:, "pseudo_label_nmi"], dtype=float)
     np.testing.assert_allclose(stability.get_ydata(), values)
     assert np.isnan(values[0]) and np.isfinite(values[1:]).all()
-    assert loss_ax.get_legend() is not None
+    # Each y-axis is coloured like its curve.
+    assert nmi_ax.yaxis.label.get_color() == stability.get_color()
+    assert loss_ax.yaxis.label.get_color() == loss.get_color()
+    assert loss.get_color() != stability.get_color()
     assert loss_ax.get_title() == "DeepClusterEstimator: history_"
 
 
@@ -168,6 +171,8 @@ def test_plot_history_autoencoder_shows_validation_loss(blobs):
     (ax,) = plot_history(make_pipeline(embedder, KMeans(3, n_init=1)))
     train, valid = ax.lines
     assert valid.get_label() == "valid_loss"
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["train_loss", "valid_loss"]
     np.testing.assert_allclose(valid.get_ydata(), embedder.history_[:, "valid_loss"])
 
 
