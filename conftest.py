@@ -16,6 +16,20 @@ except ImportError:  # pragma: no cover - the "plot" extra is not installed
 else:
     matplotlib.use("Agg")
 
+# Doctests that draw, skipped where matplotlib is not installed.
+_PLOTTING_DOCTESTS = ("MatchedConfusionMatrixDisplay", "plot_history")
+
+
+def pytest_collection_modifyitems(config, items):
+    if matplotlib is not None:
+        return
+    skip = pytest.mark.skip(reason='needs matplotlib: pip install "skiic[plot]"')
+    for item in items:
+        if isinstance(item, pytest.DoctestItem) and any(
+            name in item.name for name in _PLOTTING_DOCTESTS
+        ):
+            item.add_marker(skip)
+
 
 @pytest.fixture(autouse=True)
 def _close_figures():
