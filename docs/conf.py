@@ -40,7 +40,6 @@ default_role = "literal"  # `x` in prose is code, as in scikit-learn's docs
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------
 autosummary_generate = True
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"  # numpydoc sections carry the types
 # The class template lists methods itself; numpydoc must not add a second list.
 numpydoc_show_class_members = False
@@ -81,5 +80,7 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "getting_started": []}
+html_sidebars = {
+    page: [] for page in ("index", "getting_started", "command_line", "benchmarks")
+}
 html_show_sourcelink = False
