@@ -5,6 +5,9 @@ Cluster ids are arbitrary, so every metric here is invariant to a permutation of
 by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on the
 contingency table, which also works when the number of clusters differs from the
 number of classes: clusters left without a class count as errors.
+:class:`MatchedConfusionMatrixDisplay` draws the matched confusion matrix; it
+needs matplotlib (``pip install "skiic[plot]"``), which is imported only when
+a plot is drawn.
 """
 
 from __future__ import annotations
