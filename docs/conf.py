@@ -72,7 +72,8 @@ sphinx_gallery_conf = {
 # -- HTML --------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"skiic {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["skiic.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_prev_next": True,

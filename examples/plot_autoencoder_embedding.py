@@ -73,6 +73,7 @@ for ax, Z, title in [
     ax.set_xticks([])
     ax.set_yticks([])
 fig.colorbar(points, ax=axes, ticks=range(10), label="digit")
+plt.show()
 
 # %%
 # Decode points of the map

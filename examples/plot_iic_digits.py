@@ -84,7 +84,8 @@ for ax, (name, labels) in zip(
 # ``history_`` keeps one row per epoch. The loss is minus the mutual
 # information between the two views' assignments, with the marginal entropy
 # weighted by ``alpha``; it is averaged over the sub-heads and summed over the
-# main and the overclustering head, so it goes below ``-log(10)``.
+# main and the overclustering head, so its scale depends on ``alpha`` and on
+# the head sizes: read its trend, not its value.
 # :func:`~skiic.plotting.plot_history` draws it.
 plot_history(iic)
 plt.show()
