@@ -15,8 +15,8 @@ accuracy after matching clusters to digits by the Hungarian algorithm.
 
 The deep estimators run on the CPU with shortened training so that the whole
 example stays within a minute; their defaults train longer and score higher
-(see :doc:`/benchmarks`). Times are wall-clock seconds of ``fit_predict`` on
-the machine that built this page.
+(see :doc:`the benchmarks </benchmarks>`). Times are wall-clock seconds of
+``fit_predict`` on the machine that built this page.
 """
 
 # %%
@@ -29,7 +29,7 @@ the machine that built this page.
 # defaults: IICClustering 25 epochs (default 100 here) with 25 fresh heads
 # (default 50), DeepClusterEstimator 10 epochs (default 25), the autoencoder
 # 30 epochs (default 200). With its defaults, IICClustering reached a matched
-# accuracy of 0.98 on these digits in about 75 s on a shared 2-core CPU
+# accuracy of 0.98 on these digits in 45 to 75 s on a shared 2-core CPU
 # (``python -m skiic`` runs that comparison).
 import time
 
