@@ -327,7 +327,12 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command="cluster")
     run.add_argument("data", metavar="DATA", help="a .npy, .npz or .csv/.txt file")
     run.add_argument(
-        "--n-clusters", "-k", type=_positive_int, required=True, metavar="K"
+        "--n-clusters",
+        "-k",
+        type=_positive_int,
+        required=True,
+        metavar="K",
+        help="number of clusters (required)",
     )
     run.add_argument(
         "--method",
@@ -360,15 +365,19 @@ def _parser() -> argparse.ArgumentParser:
         "--n-components",
         type=_positive_int,
         default=10,
+        metavar="N",
         help="code width of the autoencoder of ae-kmeans (default 10)",
     )
     run.add_argument(
         "--max-epochs",
         type=_max_epochs,
         default="auto",
+        metavar="N",
         help="training epochs (default auto)",
     )
-    run.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    run.add_argument(
+        "--random-state", type=int, default=0, metavar="N", help="seed (default 0)"
+    )
     run.add_argument(
         "--device", default="auto", help="torch device, e.g. cpu or cuda (default auto)"
     )
