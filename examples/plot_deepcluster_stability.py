@@ -32,6 +32,7 @@ from sklearn.datasets import load_digits
 
 from skiic import DeepClusterEstimator
 from skiic.metrics import matched_accuracy, nmi
+from skiic.plotting import plot_history
 
 X, y = load_digits(return_X_y=True)
 images = X.reshape(-1, 1, 8, 8)
@@ -59,23 +60,18 @@ print(f"DeepClusterEstimator fitted in {seconds:.1f} s over {model.n_iter_} epoc
 # loss on them falls: the classifier head is re-initialised each epoch, so
 # a falling loss means that the backbone's features make the new
 # pseudo-classes easier to separate.
+# :func:`~skiic.plotting.plot_history` draws the loss and, on a second axis,
+# the stability curve; the k-means inertia of each epoch's re-clustering is
+# read from ``history_`` directly.
 history = model.history_
 epochs = np.asarray(history[:, "epoch"])
-stability = np.asarray(history[:, "pseudo_label_nmi"], dtype=float)
-loss = np.asarray(history[:, "train_loss"])
 inertia = np.asarray(history[:, "kmeans_inertia"])
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), layout="constrained")
-axes[0].plot(epochs, stability, marker="o")
-axes[0].set(
-    title="NMI between consecutive pseudo-labels",
-    xlabel="epoch",
-    ylabel="NMI(t - 1, t)",
-)
-axes[1].plot(epochs, loss, marker="o", color="tab:orange")
-axes[1].set(title="cross-entropy on the pseudo-labels", xlabel="epoch")
-axes[2].plot(epochs, inertia, marker="o", color="tab:green")
-axes[2].set(
+fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+plot_history(model, ax=axes[0])
+axes[0].set_title("cross-entropy on the pseudo-labels, and their stability")
+axes[1].plot(epochs, inertia, marker="o", color="tab:purple")
+axes[1].set(
     title=f"k-means inertia ({model.n_pseudo_classes_} pseudo-classes)",
     xlabel="epoch",
 )

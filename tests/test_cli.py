@@ -1,0 +1,187 @@
+"""Tests of the ``skiic`` command line (``skiic._cli.main``), run in-process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_blobs
+
+from skiic._cli import main
+
+FAST = ["--max-epochs", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return make_blobs(n_samples=60, centers=3, cluster_std=0.5, random_state=0)
+
+
+@pytest.fixture
+def files(tmp_path, blobs):
+    X, y = blobs
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    return tmp_path
+
+
+def run(capsys, *argv):
+    """``main(argv)``: its status, stdout and stderr."""
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cluster_npy_with_labels_writes_labels(capsys, files, blobs):
+    out = files / "labels.npy"
+    status, stdout, stderr = run(
+        capsys,
+        "cluster", files / "X.npy", "--n-clusters", 3, "--labels", files / "y.npy",
+        "--out", out, "--random-state", 1, *FAST,
+    )  # fmt: skip
+    assert status == 0, stderr
+    labels = np.load(out)
+    assert labels.shape == (60,) and labels.dtype.kind == "i"
+    assert "60 samples, vectors of 2 features" in stdout
+    assert "fitting IICClustering with 3 clusters" in stdout
+    assert f"{np.unique(labels).size} clusters found" in stdout
+    assert "NMI: " in stdout and "matched accuracy: " in stdout
+    assert f"labels written to {out}" in stdout
+    assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    "method, name", [("deepcluster", "DeepClusterEstimator"), ("ae-kmeans", "KMeans")]
+)
+def test_cluster_npz_uses_its_labels_and_scores(capsys, files, blobs, method, name):
+    status, stdout, stderr = run(
+        capsys, "cluster", files / "data.npz", "-k", 3, "--method", method, *FAST
+    )
+    assert status == 0, stderr
+    assert "(array 'X')" in stdout and "labels from" in stdout and name in stdout
+    accuracy = float(stdout.split("matched accuracy: ")[1].split()[0])
+    assert accuracy > 0.6  # three well separated blobs, even after 2 epochs
+
+
+def test_cluster_csv_with_header_and_flat_images(capsys, tmp_path):
+    X, y = load_digits(return_X_y=True)
+    path = tmp_path / "digits.csv"
+    header = ",".join(f"pixel{i}" for i in range(64))
+    np.savetxt(path, X[:40], delimiter=",", header=header, comments="", fmt="%d")
+    np.savetxt(tmp_path / "y.csv", y[:40], fmt="%d")
+    out = tmp_path / "found"
+    status, stdout, stderr = run(
+        capsys,
+        "cluster", path, "-k", 4, "--input-shape", "1,8,8", "--labels",
+        tmp_path / "y.csv", "-o", out, "--max-epochs", 1, "--device", "cpu",
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert "40 samples, images of shape (1, 8, 8)" in stdout
+    assert np.load(tmp_path / "found.npy").shape == (40,)  # np.save adds .npy
+
+
+def test_cluster_3d_images(capsys, tmp_path):
+    X, _ = load_digits(return_X_y=True)
+    np.save(tmp_path / "images.npy", X[:40].reshape(-1, 8, 8))
+    status, stdout, stderr = run(
+        capsys, "cluster", tmp_path / "images.npy", "-k", 3, "--verbose",
+        "--max-epochs", 1, "--device", "cpu", "--method", "deepcluster",
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert "images of shape (1, 8, 8)" in stdout
+    assert "train_loss" in stdout  # --verbose prints the per-epoch table
+
+
+def bad_inputs(tmp_path):
+    """(arguments, expected message) of inputs that must fail in one line."""
+    X, y = make_blobs(n_samples=20, centers=2, random_state=0)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "vector.npy", X[:, 0])
+    np.save(tmp_path / "y_short.npy", y[:5])
+    np.savez(tmp_path / "two.npz", a=X, b=X)
+    (tmp_path / "text.npy").write_text("not numpy")
+    (tmp_path / "letters.csv").write_text("1,2\n3,oops\n")
+    (tmp_path / "nan.csv").write_text("1,2\n3,nan\n")
+    (tmp_path / "data.parquet").write_text("")
+    X_text = X.astype(str)
+    np.save(tmp_path / "strings.npy", X_text)
+    return [
+        (["missing.npy"], "no such file: "),
+        (["text.npy"], "is not a NumPy .npy file"),
+        (["letters.csv"], "cannot read numbers from"),
+        (["nan.csv"], "contains NaN or infinity (first at sample 1)"),
+        (["data.parquet"], "unsupported file type '.parquet'"),
+        (["strings.npy"], "must hold numbers"),
+        (["vector.npy"], "holds an array of shape (20,); expected 2-D"),
+        (["two.npz"], "choose the data with --key NAME"),
+        (["two.npz", "--key", "c"], "has no array 'c'"),
+        (["X.npy", "--key", "X"], "--key applies to .npz files only"),
+        (["X.npy", "--input-shape", "1,3,3"], "needs 9 values per sample"),
+        (["X.npy", "--labels", tmp_path / "y_short.npy"], "has 5 labels for 20"),
+        (["X.npy", "-k", "50"], "n_samples=20 should be >= n_clusters=50"),
+        (["X.npy", "-o", tmp_path / "nowhere" / "l.npy"], "no directory"),
+    ]
+
+
+def test_bad_input_gives_one_line_and_status_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args, message in bad_inputs(tmp_path):
+        if "-k" not in args:
+            args = [*args, "-k", "2"]
+        status, _, stderr = run(capsys, "cluster", *args, *FAST)
+        assert status == 2, args
+        assert stderr.startswith("skiic: error: "), args
+        assert stderr.count("\n") == 1, stderr
+        assert message in stderr, (args, stderr)
+        assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-k", "0"], "expected a positive integer"),
+        (["-k", "2", "--input-shape", "8,8"], "expected three positive integers"),
+        (["-k", "2", "--method", "dbscan"], "invalid choice: 'dbscan'"),
+        ([], "the following arguments are required: --n-clusters"),
+    ],
+)
+def test_bad_arguments_exit_with_usage(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cluster", "X.npy", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_training_failure_is_one_line(capsys, tmp_path):
+    # All samples equal: DeepCluster's features collapse to a point.
+    np.save(tmp_path / "same.npy", np.ones((30, 4)))
+    status, _, stderr = run(
+        capsys, "cluster", tmp_path / "same.npy", "-k", 2, "--method", "deepcluster",
+        *FAST,
+    )  # fmt: skip
+    assert status == 1
+    assert stderr.startswith("skiic: error: training failed: ")
+    assert stderr.count("\n") == 1
+
+
+def test_demo_is_the_default_command(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("skiic._cli.demo", lambda **kwargs: calls.append(kwargs) or [])
+    assert main([]) == 0
+    assert main(["--random-state", "3", "--device", "cpu"]) == 0
+    assert calls == [
+        {"random_state": 0, "device": "auto"},
+        {"random_state": 3, "device": "cpu"},
+    ]
+
+
+def test_python_m_skiic_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "skiic", "cluster", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in ["--n-clusters", "--method", "--input-shape", "--labels", "--out"]:
+        assert option in result.stdout
