@@ -143,7 +143,7 @@ class DeepClusterEstimator(
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample. Clusters are numbered by decreasing
         size, so the used ones are ``0 .. k-1``.
-    cluster_centers_ : ndarray of shape (n_clusters, n_components_)
+    cluster_centers_ : ndarray of shape (n_clusters, ``n_components_``)
         Centres of the final k-means, in the whitened, L2-normalised feature
         space that :meth:`transform` returns, in the order of ``labels_``.
     inertia_ : float
@@ -170,7 +170,7 @@ class DeepClusterEstimator(
         Image shape the model was fitted on, ``None`` for vectors.
     n_features_in_ : int
         Number of features (values per sample) seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -410,7 +410,7 @@ class DeepClusterEstimator(
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_components_)
+        Xt : ndarray of shape (n_samples, ``n_components_``)
             Unit-norm features, in the space of ``cluster_centers_``.
         """
         return self._transform(self._validate_predict_data(X)).numpy()

@@ -148,7 +148,7 @@ class IICClustering(
         Image shape the model was fitted on, ``None`` for vectors.
     n_features_in_ : int
         Number of features (values per sample) seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also

@@ -376,7 +376,7 @@ class MLPDecoder(nn.Module):
             )
 
     def forward(self, z: Tensor) -> Tensor:
-        """Map codes of shape (n, in_features) to (n, *output_shape)."""
+        """Map codes of shape ``(n, in_features)`` to ``(n, *output_shape)``."""
         return self.layers(z).reshape(z.shape[0], *self.output_shape)
 
 
