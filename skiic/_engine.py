@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,8 +112,14 @@ def forked_rng(seed: int, device: torch.device):
 
 
 def to_device(X: np.ndarray, device: torch.device, shape=None) -> Tensor:
-    """Copy a host array to the device once, optionally reshaped (images)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(X))
+    """Copy a host array to the device once, optionally reshaped (images).
+
+    On the CPU the tensor shares the array's memory; skiic only ever reads it,
+    so read-only arrays (e.g. from pandas) are fine and not copied.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not")
+        tensor = torch.from_numpy(np.ascontiguousarray(X))
     if shape is not None:
         tensor = tensor.reshape(tensor.shape[0], *shape)
     if device.type == "cuda":
