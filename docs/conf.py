@@ -48,9 +48,6 @@ numpydoc_class_members_toctree = False
 # -- MyST (docs/benchmarks.md) -----------------------------------------------
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
-# docs/benchmarks.md (written with the benchmark scripts) starts at "##"
-# headings; its page title comes from the toctree. Drop this once it has "#".
-suppress_warnings = ["myst.header"]
 
 # -- sphinx-gallery ----------------------------------------------------------
 sphinx_gallery_conf = {
