@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -70,7 +71,11 @@ def timed_run(method, seed, make, X, y):
     """Fit ``make()`` on X, return a row with time and the two scores."""
     start = time.perf_counter()
     labels = make().fit_predict(X)
-    seconds = time.perf_counter() - start
+    return score_row(method, seed, time.perf_counter() - start, labels, y)
+
+
+def score_row(method, seed, seconds, labels, y, note="", **extra):
+    """A result row (time, NMI, matched accuracy, ``extra``), printed as it comes."""
     row = {
         "method": method,
         "seed": seed,
@@ -78,13 +83,40 @@ def timed_run(method, seed, make, X, y):
         "nmi": nmi(y, labels),
         "matched_accuracy": matched_accuracy(y, labels),
         "n_clusters_used": int(len(np.unique(labels))),
+        **extra,
     }
     print(
         f"  {method:<34} seed {seed}: {seconds:7.1f} s  NMI {row['nmi']:.3f}  "
-        f"acc {row['matched_accuracy']:.3f}",
+        f"acc {row['matched_accuracy']:.3f}{note}",
         flush=True,
     )
     return row
+
+
+def baseline_runs(seed, n_pca, flat, y):
+    """``KMeans(10)`` and ``PCA(n_pca) + KMeans(10)`` on the flat samples."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    def kmeans():
+        return KMeans(10, n_init=10, random_state=seed)
+
+    return [
+        timed_run("KMeans(10)", seed, kmeans, flat, y),
+        timed_run(
+            f"PCA({n_pca}) + KMeans(10)",
+            seed,
+            lambda: make_pipeline(PCA(n_pca, random_state=seed), kmeans()),
+            flat,
+            y,
+        ),
+    ]
+
+
+def command_line():
+    """The command that is running, to print with its results."""
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
 def summarise(rows, data_name, device, command):

@@ -17,25 +17,21 @@ and decoder; PCA and KMeans see the flattened pixels.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 
-import numpy as np
 from _common import (
     base_parser,
+    baseline_runs,
+    command_line,
     device_name,
     load,
+    score_row,
     summarise,
-    timed_run,
     write_json,
 )
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
-from sklearn.pipeline import make_pipeline
 
 from skiic import AutoEncoderEmbedder
-from skiic.metrics import matched_accuracy, nmi
 
 
 def main(argv=None):
@@ -55,29 +51,10 @@ def main(argv=None):
     print(f"{name}: {len(X)} samples, device {device}", flush=True)
     rows = []
     for seed in args.seeds:
-        rows.append(
-            timed_run(
-                "KMeans(10)",
-                seed,
-                lambda: KMeans(10, n_init=10, random_state=seed),
-                flat,
-                y,
-            )
-        )
-        rows.append(
-            timed_run(
-                f"PCA({k}) + KMeans(10)",
-                seed,
-                lambda: make_pipeline(
-                    PCA(k, random_state=seed), KMeans(10, n_init=10, random_state=seed)
-                ),
-                flat,
-                y,
-            )
-        )
+        rows += baseline_runs(seed, k, flat, y)
         rows.append(autoencoder_run(k, seed, args.device, extra, X, y))
 
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     summarise(rows, name, device, command)
     ae_rows = [r for r in rows if "fit_seconds" in r]
     fits = ", ".join(f"{r['fit_seconds']:.1f}" for r in ae_rows)
@@ -95,24 +72,22 @@ def autoencoder_run(k, seed, device, extra, X, y):
     fit_seconds = time.perf_counter() - start
     labels = KMeans(10, n_init=10, random_state=seed).fit_predict(embedder.transform(X))
     seconds = time.perf_counter() - start
-    row = {
-        "method": method,
-        "seed": seed,
-        "seconds": seconds,
-        "nmi": nmi(y, labels),
-        "matched_accuracy": matched_accuracy(y, labels),
-        "n_clusters_used": int(len(np.unique(labels))),
-        "fit_seconds": fit_seconds,
-        "epochs": embedder.n_iter_,
-        "reconstruction_mse": -embedder.score(X),
-    }
-    print(
-        f"  {method:<34} seed {seed}: {seconds:7.1f} s  NMI {row['nmi']:.3f}  "
-        f"acc {row['matched_accuracy']:.3f}  (fit {fit_seconds:.1f} s, "
-        f"{row['epochs']} epochs, reconstruction MSE {row['reconstruction_mse']:.2f})",
-        flush=True,
+    mse = -embedder.score(X)
+    note = (
+        f"  (fit {fit_seconds:.1f} s, {embedder.n_iter_} epochs, "
+        f"reconstruction MSE {mse:.2f})"
     )
-    return row
+    return score_row(
+        method,
+        seed,
+        seconds,
+        labels,
+        y,
+        note,
+        fit_seconds=fit_seconds,
+        epochs=embedder.n_iter_,
+        reconstruction_mse=mse,
+    )
 
 
 if __name__ == "__main__":

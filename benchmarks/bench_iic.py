@@ -13,18 +13,16 @@ with the baselines KMeans and PCA(50)+KMeans from the same run.
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 from _common import (
     base_parser,
+    baseline_runs,
+    command_line,
     device_name,
     load,
     summarise,
     timed_run,
     write_json,
 )
-from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 
@@ -58,27 +56,7 @@ def main(argv=None):
     print(f"{name}: {len(X)} samples, device {device_name(args.device)}", flush=True)
     rows = []
     for seed in args.seeds:
-        rows.append(
-            timed_run(
-                "KMeans(10)",
-                seed,
-                lambda: KMeans(10, n_init=10, random_state=seed),
-                flat,
-                y,
-            )
-        )
-        rows.append(
-            timed_run(
-                f"PCA({n_pca}) + KMeans(10)",
-                seed,
-                lambda: make_pipeline(
-                    PCA(n_pca, random_state=seed),
-                    KMeans(10, n_init=10, random_state=seed),
-                ),
-                flat,
-                y,
-            )
-        )
+        rows += baseline_runs(seed, n_pca, flat, y)
         if "images" in args.models:
             rows.append(
                 timed_run("IICClustering(10), images", seed, lambda: iic(seed), X, y)
@@ -93,7 +71,7 @@ def main(argv=None):
                     y,
                 )
             )
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     summarise(rows, name, device_name(args.device), command)
     write_json(
         args.json, rows, data=name, device=device_name(args.device), command=command

@@ -13,14 +13,12 @@ Examples::
 
 from __future__ import annotations
 
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import base_parser, device_name, load
+from _common import base_parser, command_line, device_name, load
 from sklearn.decomposition import PCA
 
 from skiic import IICClustering
@@ -72,7 +70,7 @@ def main(argv=None):
             )
     (resident, t_res), (streamed, t_str) = runs["resident"], runs["streamed"]
     agree = np.mean(resident.labels_ == streamed.labels_)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     print(f"\nCommand: `{command}`")
     print(
         f"streamed / resident wall time: {t_str / t_res:.2f}  (labels agree on {agree:.1%})"
