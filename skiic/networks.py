@@ -124,13 +124,7 @@ class ConvBackbone(nn.Module):
     ) -> None:
         super().__init__()
         in_channels, height, width = (int(s) for s in input_shape)
-        n_pool = n_pooling_stages((in_channels, height, width))
-        n_stages = max(n_pool, 1)
-        if len(channels) < n_stages:
-            raise ValueError(
-                f"channels needs {n_stages} entries for input_shape "
-                f"{tuple(input_shape)}; got {len(channels)}."
-            )
+        n_pool, n_stages = _conv_stages(input_shape, channels, "input_shape")
         layers: list[nn.Module] = []
         width_in = in_channels
         for stage in range(n_stages):
@@ -253,6 +247,19 @@ def n_pooling_stages(input_shape: Sequence[int]) -> int:
     if side < 4:
         return 0
     return min(3, int(math.log2(side / 2)))
+
+
+def _conv_stages(shape, channels, name: str) -> tuple[int, int]:
+    """Poolings and stages (at least one) of a conv network on ``shape``,
+    checking that ``channels`` names one width per stage."""
+    n_pool = n_pooling_stages(shape)
+    n_stages = max(n_pool, 1)
+    if len(channels) < n_stages:
+        raise ValueError(
+            f"channels needs {n_stages} entries for {name} "
+            f"{tuple(shape)}; got {len(channels)}."
+        )
+    return n_pool, n_stages
 
 
 def make_backbone(n_features: int, input_shape: Sequence[int] | None) -> nn.Module:
@@ -436,13 +443,7 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         out_channels, height, width = (int(s) for s in output_shape)
-        n_pool = n_pooling_stages((out_channels, height, width))
-        n_stages = max(n_pool, 1)
-        if len(channels) < n_stages:
-            raise ValueError(
-                f"channels needs {n_stages} entries for output_shape "
-                f"{tuple(output_shape)}; got {len(channels)}."
-            )
+        n_pool, n_stages = _conv_stages(output_shape, channels, "output_shape")
         # Spatial size at the start of each backbone stage, then after the last.
         sizes = [(height, width)]
         for _ in range(n_pool):

@@ -5,8 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
+from bad_input import BAD_INPUTS
 from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
@@ -240,31 +240,7 @@ def test_flat_images_with_input_shape_and_three_d_input():
 
 
 # ----------------------------------------------------------------- bad input
-@pytest.mark.parametrize(
-    "X, error, message",
-    [
-        (np.array([[0.0, np.nan]] * 20), ValueError, "NaN"),
-        (np.array([[0.0, np.inf]] * 20), ValueError, "infinity"),
-        (np.empty((0, 3)), ValueError, "0 sample"),
-        (np.ones((1, 3)), ValueError, "1 sample"),
-        (np.arange(20.0), ValueError, "Expected 2D array"),
-        (np.zeros((4, 2, 2, 2, 2)), ValueError, "5 dimensions"),
-        (np.array([["a", "b"]] * 20), ValueError, "string"),
-        (np.ones((20, 2)) + 1j, ValueError, "Complex data not supported"),
-        (sp.random(20, 5, density=0.5, format="csr"), TypeError, "Sparse data"),
-    ],
-    ids=[
-        "nan",
-        "inf",
-        "empty",
-        "one-sample",
-        "1d",
-        "5d",
-        "strings",
-        "complex",
-        "sparse",
-    ],
-)
+@pytest.mark.parametrize("X, error, message", BAD_INPUTS)
 def test_bad_input_is_rejected(X, error, message):
     with pytest.raises(error, match=message):
         IICClustering(3, **FAST).fit(X)
