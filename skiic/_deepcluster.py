@@ -579,20 +579,20 @@ class _DeepClusterObjective(_engine.Objective):
         x = self.parallel.shard(x)
         labels = self.parallel.shard(self.labels[idx])
         logits = module(x).float()
-        weights = (
-            torch.ones_like(labels, dtype=torch.float32)
-            if self.class_weights is None
-            else self.class_weights[labels]
-        )
         total = F.cross_entropy(
             logits, labels, weight=self.class_weights, reduction="sum"
         )
+        weight = (
+            total.new_tensor(float(labels.numel()))
+            if self.class_weights is None
+            else self.class_weights[labels].sum()
+        )
         if not self.parallel.active:
-            return total / weights.sum()
+            return total / weight
         # Each process's share of the global mean, times the number of
         # processes (the engine averages the gradients); the value reported
         # is the global mean itself.
-        sums = self.parallel.all_reduce(torch.stack([total, weights.sum()]).detach())
+        sums = self.parallel.all_reduce(torch.stack([total, weight]).detach())
         share = total * self.parallel.world_size / sums[1]
         return share + (sums[0] / sums[1] - share).detach()
 
