@@ -601,7 +601,7 @@ class _DeepClusterObjective(_engine.Objective):
         index_batches = _PseudoLabelBatches(
             self, n_samples, batch_size, balanced=self.balancing == "sampling"
         )
-        return _Epochs(lambda: self._load(index_batches))
+        return _engine.Epochs(lambda: self._load(index_batches))
 
     def _load(self, index_batches):
         """Each batch's indices with its samples, fetched through the data source
@@ -647,16 +647,6 @@ class _DeepClusterObjective(_engine.Objective):
         trainer.history.record(
             "largest_pseudo_class", float(counts.max()) / labels.shape[0]
         )
-
-
-class _Epochs:
-    """Re-iterable: each ``iter`` starts a new epoch from ``make()``."""
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def __iter__(self):
-        return iter(self.make())
 
 
 class _PseudoLabelBatches:

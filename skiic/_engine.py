@@ -312,6 +312,17 @@ class DeviceBatches:
         yield from torch.tensor_split(perm, len(self))
 
 
+class Epochs:
+    """Batches an objective can return: each ``iter`` starts a new epoch from
+    ``make()``, e.g. a generator fetching the batches through a data source."""
+
+    def __init__(self, make: Callable[[], Iterable]) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
 class Objective(nn.Module):
     """What an estimator trains: the loss of a batch of sample indices.
 

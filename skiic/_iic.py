@@ -515,7 +515,7 @@ class _IICObjective(_engine.Objective):
         index_batches = _engine.DeviceBatches(
             n_samples, batch_size, self.data.index_device
         )
-        return _Epochs(lambda: self.data.load(self.views.plans(index_batches)))
+        return _engine.Epochs(lambda: self.data.load(self.views.plans(index_batches)))
 
     def forward(self, module: nn.Module, batch) -> Tensor:
         _, (x, partner) = batch
@@ -530,16 +530,6 @@ class _IICObjective(_engine.Objective):
             joint = (joint + joint.transpose(-1, -2)) / 2
             loss = loss + iic_loss_from_joint(joint, alpha=self.alpha).mean()
         return loss
-
-
-class _Epochs:
-    """Re-iterable: each ``iter`` starts a new epoch from ``make()``."""
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def __iter__(self):
-        return iter(self.make())
 
 
 class _Selection(NamedTuple):
