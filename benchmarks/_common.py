@@ -119,11 +119,12 @@ def command_line():
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def summarise(rows, data_name, device, command):
+def summarise(rows, data_name, device, command, time_label="fit time"):
     """Print one markdown table: median [min, max] over seeds per method."""
     print(f"\nData: {data_name}; device: {device}\nCommand: `{command}`\n")
     print(
-        "| method | runs | fit time (s), median | NMI, median [min, max] | matched accuracy, median [min, max] |"
+        f"| method | runs | {time_label} (s), median | NMI, median [min, max] "
+        "| matched accuracy, median [min, max] |"
     )
     print("|---|---|---|---|---|")
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -136,6 +137,31 @@ def summarise(rows, data_name, device, command):
             f"[{min(n):.3f}, {max(n):.3f}] | {statistics.median(a):.3f} "
             f"[{min(a):.3f}, {max(a):.3f}] |"
         )
+
+
+def print_neighbor_agreement(Z, y, n_neighbors=10):
+    """Print the share of each sample's nearest neighbours in ``Z`` with its label.
+
+    The neighbours are those IICClustering draws second views from on vectors
+    (Euclidean, the sample itself excluded, even where it has exact duplicates).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(Z)
+    found = index.kneighbors(Z, return_distance=False)
+    own = found == np.arange(len(Z))[:, None]
+    # drop the sample itself, or the farthest candidate where it was not listed
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), n_neighbors)
+    keep = np.ones_like(found, dtype=bool)
+    keep[np.arange(len(Z)), drop] = False
+    neighbors = found[keep].reshape(len(Z), n_neighbors)
+    share = float(np.mean(y[neighbors] == y[:, None]))
+    print(
+        f"  neighbour views: {share:.3f} of the {n_neighbors} nearest neighbours "
+        f"share the sample's label (labels used for this line only)",
+        flush=True,
+    )
+    return share
 
 
 def write_json(path, rows, **meta):

@@ -16,9 +16,14 @@ Each ``--variant`` is a comma-separated list of ``name=value`` estimator
 parameters (Python literals, or ``ImageAugmentation(...)`` /
 ``VectorAugmentation(...)``); ``""`` is the defaults. Every variant is fitted
 once per seed on the same data, and the script prints a line per fit and a
-table of median [min, max] over the seeds. The labels score the results only;
-nothing is selected with them. Lines of the table differ only in the listed
-parameters, so compare them within one run.
+table of median [min, max] over the seeds; the time of a fit covers training,
+the labels (for the autoencoder: ``transform`` and ``KMeans``) and the extra
+score printed with it. With ``--pca`` it first prints the share of the 10
+nearest neighbours that carry the sample's label; with ``--confusion`` it
+prints the confusion matrix of every fit (clusters matched to classes). The
+labels serve these lines and the scores only; nothing is selected with them.
+Lines of the table differ only in the listed parameters, so compare them
+within one run.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from __future__ import annotations
 import ast
 import time
 
+import numpy as np
 from _common import (
     base_parser,
     command_line,
     device_name,
     load,
+    print_neighbor_agreement,
     score_row,
     summarise,
     write_json,
@@ -40,6 +47,7 @@ from sklearn.decomposition import PCA
 
 from skiic import AutoEncoderEmbedder, IICClustering
 from skiic.augment import ImageAugmentation, VectorAugmentation
+from skiic.metrics import matched_confusion_matrix
 
 _AUGMENTATIONS = {
     "ImageAugmentation": ImageAugmentation,
@@ -49,22 +57,35 @@ _AUGMENTATIONS = {
 
 def parse_variant(text):
     """``"alpha=1.0, augmentation=VectorAugmentation(noise=0)"`` -> parameters."""
-    call = ast.parse(f"f({text})", mode="eval").body
-    if call.args:
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError:
+        raise ValueError(
+            f"variant {text!r} is not a comma-separated list of name=value"
+        ) from None
+    names = [kw.arg for kw in call.keywords]
+    if call.args or None in names:
         raise ValueError(f"variant {text!r}: write name=value, not a bare value")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"variant {text!r} sets {', '.join(repeated)} twice")
     return {kw.arg: _value(kw.value, text) for kw in call.keywords}
 
 
 def _value(node, text):
-    if isinstance(node, ast.Call) and getattr(node.func, "id", None) in _AUGMENTATIONS:
-        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
-        return _AUGMENTATIONS[node.func.id](*map(ast.literal_eval, node.args), **kwargs)
     try:
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) in _AUGMENTATIONS
+        ):
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+            args = map(ast.literal_eval, node.args)
+            return _AUGMENTATIONS[node.func.id](*args, **kwargs)
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError):
         raise ValueError(
             f"variant {text!r}: {ast.unparse(node)} is neither a Python literal "
-            f"nor one of {sorted(_AUGMENTATIONS)}"
+            f"nor one of {sorted(_AUGMENTATIONS)} with literal arguments"
         ) from None
 
 
@@ -80,9 +101,17 @@ def main(argv=None):
     parser.add_argument(
         "--variant", action="append", default=None, help="e.g. 'alpha=1.0'"
     )
+    parser.add_argument(
+        "--confusion", action="store_true", help="print each fit's confusion matrix"
+    )
     args = parser.parse_args(argv)
     variants = args.variant or [""]
-    settings = [parse_variant(v) for v in variants]
+    if len(set(variants)) < len(variants):
+        parser.error("each --variant must differ from the others")
+    try:
+        settings = [parse_variant(v) for v in variants]
+    except ValueError as exc:
+        parser.error(str(exc))
 
     X, y, name = load(args.data, args.n_samples)
     if args.pca:
@@ -90,6 +119,8 @@ def main(argv=None):
         name += f", PCA({args.pca})"
     device = device_name(args.device)
     print(f"{name}: {len(X)} samples, device {device}", flush=True)
+    if args.pca:
+        print_neighbor_agreement(X, y)
 
     rows = []
     for seed in args.seeds:
@@ -114,8 +145,17 @@ def main(argv=None):
             rows.append(
                 score_row(label, seed, seconds, labels, y, note=f"  {note}", **extra)
             )
+            if args.confusion:
+                matrix, classes, clusters = matched_confusion_matrix(
+                    y, labels, return_labels=True
+                )
+                print(
+                    f"  rows: classes {classes.tolist()}; "
+                    f"columns: clusters {clusters.tolist()}"
+                )
+                print(np.array2string(matrix, max_line_width=200), flush=True)
     command = command_line()
-    summarise(rows, name, device, command)
+    summarise(rows, name, device, command, time_label="time")
     write_json(args.json, rows, data=name, device=device, command=command)
 
 

@@ -4,13 +4,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-ablate = pytest.importorskip("ablate")
-bench_iic = pytest.importorskip("bench_iic")
+import _common  # noqa: E402
+import ablate  # noqa: E402
+import bench_iic  # noqa: E402
 
 
 def test_parse_variant():
@@ -28,6 +29,29 @@ def test_parse_variant():
         ablate.parse_variant("augmentation=open('x')")
     with pytest.raises(ValueError, match="name=value"):
         ablate.parse_variant("1.0")
+    with pytest.raises(ValueError, match="name=value"):
+        ablate.parse_variant("**{'alpha': 1}")
+    with pytest.raises(ValueError, match="not a comma-separated list"):
+        ablate.parse_variant("alpha=")
+    with pytest.raises(ValueError, match="sets alpha twice"):
+        ablate.parse_variant("alpha=1, alpha=2")
+    with pytest.raises(ValueError, match="literal arguments"):
+        ablate.parse_variant("augmentation=VectorAugmentation(noise=x)")
+
+
+def test_ablate_rejects_repeated_variants():
+    with pytest.raises(SystemExit):
+        ablate.main(["--variant", "alpha=1.0", "--variant", "alpha=1.0"])
+
+
+def test_neighbor_agreement_excludes_the_sample_even_among_duplicates(capsys):
+    # samples 0 and 1 are duplicates with different labels: each must find the
+    # other, never itself, so both count as disagreeing
+    Z = np.array([[0.0], [0.0], [5.0], [5.1], [5.3]])
+    y = np.array([0, 1, 1, 1, 1])
+    share = _common.print_neighbor_agreement(Z, y, n_neighbors=1)
+    assert share == pytest.approx(3 / 5)
+    assert "share the sample's label" in capsys.readouterr().out
 
 
 def test_ablate_runs_every_variant_and_seed(tmp_path, capsys):
@@ -48,7 +72,23 @@ def test_ablate_runs_every_variant_and_seed(tmp_path, capsys):
         ("max_epochs=1, n_head_inits=0, augmentation=None", 1),
     ]
     assert all(0 <= r["matched_accuracy"] <= 1 and "loss" in r for r in runs)
-    assert "| max_epochs=1, n_head_inits=0 | 2 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| max_epochs=1, n_head_inits=0 | 2 |" in printed
+    assert "nearest neighbours share the sample's label" in printed
+
+
+def test_ablate_autoencoder_with_confusion(tmp_path, capsys):
+    out = tmp_path / "runs.json"
+    ablate.main(
+        [
+            "--estimator", "autoencoder", "--n-samples", "200", "--seeds", "0",
+            "--variant", "max_epochs=1", "--confusion", "--json", str(out),
+        ]
+    )  # fmt: skip
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["method"] == "max_epochs=1" and run["reconstruction_mse"] > 0
+    printed = capsys.readouterr().out
+    assert "rows: classes [" in printed and "| time (s), median |" in printed
 
 
 def test_bench_iic_vectors_with_spectral_baseline(tmp_path, capsys):
@@ -67,4 +107,4 @@ def test_bench_iic_vectors_with_spectral_baseline(tmp_path, capsys):
         "PCA(10) + SpectralClustering(10)",
     ]
     printed = capsys.readouterr().out
-    assert "of the 10 nearest neighbours in PCA space share" in printed
+    assert "of the 10 nearest neighbours share the sample's label" in printed
