@@ -142,19 +142,16 @@ def summarise(rows, data_name, device, command, time_label="fit time"):
 def print_neighbor_agreement(Z, y, n_neighbors=10):
     """Print the share of each sample's nearest neighbours in ``Z`` with its label.
 
-    The neighbours are those IICClustering draws second views from on vectors
-    (Euclidean, the sample itself excluded, even where it has exact duplicates).
+    The neighbours are those IICClustering draws second views from on vectors:
+    :func:`skiic.augment.nearest_neighbors` (Euclidean, the sample itself
+    excluded by index, so exact duplicates count as each other's neighbours).
     """
-    from sklearn.neighbors import NearestNeighbors
+    import torch
 
-    index = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(Z)
-    found = index.kneighbors(Z, return_distance=False)
-    own = found == np.arange(len(Z))[:, None]
-    # drop the sample itself, or the farthest candidate where it was not listed
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), n_neighbors)
-    keep = np.ones_like(found, dtype=bool)
-    keep[np.arange(len(Z)), drop] = False
-    neighbors = found[keep].reshape(len(Z), n_neighbors)
+    from skiic.augment import nearest_neighbors
+
+    neighbors = nearest_neighbors(torch.as_tensor(Z, dtype=torch.float32), n_neighbors)
+    neighbors = neighbors.numpy()
     share = float(np.mean(y[neighbors] == y[:, None]))
     print(
         f"  neighbour views: {share:.3f} of the {n_neighbors} nearest neighbours "
