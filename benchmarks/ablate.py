@@ -16,7 +16,9 @@ Each ``--variant`` is a comma-separated list of ``name=value`` estimator
 parameters (Python literals, or ``ImageAugmentation(...)`` /
 ``VectorAugmentation(...)``); ``""`` is the defaults. Every variant is fitted
 once per seed on the same data, and the script prints a line per fit and a
-table of median [min, max] over the seeds; the time of a fit covers training,
+table of median [min, max] over the seeds, next to ``KMeans(10)`` and
+``PCA(k) + KMeans(10)`` on the flat images from the same run (``k`` from
+``--pca``, else 10); the time of a fit covers training,
 the labels (for the autoencoder: ``transform`` and ``KMeans``) and the extra
 score printed with it. With ``--pca`` it first prints the share of the 10
 nearest neighbours that carry the sample's label; with ``--confusion`` it
@@ -34,6 +36,7 @@ import time
 import numpy as np
 from _common import (
     base_parser,
+    baseline_runs,
     command_line,
     device_name,
     load,
@@ -114,8 +117,9 @@ def main(argv=None):
         parser.error(str(exc))
 
     X, y, name = load(args.data, args.n_samples)
+    flat = X.reshape(len(X), -1)
     if args.pca:
-        X = PCA(args.pca, random_state=0).fit_transform(X.reshape(len(X), -1))
+        X = PCA(args.pca, random_state=0).fit_transform(flat)
         name += f", PCA({args.pca})"
     device = device_name(args.device)
     print(f"{name}: {len(X)} samples, device {device}", flush=True)
@@ -124,6 +128,7 @@ def main(argv=None):
 
     rows = []
     for seed in args.seeds:
+        rows += baseline_runs(seed, args.pca or 10, flat, y)
         for text, params in zip(variants, settings):
             label = text or "defaults"
             start = time.perf_counter()

@@ -66,12 +66,17 @@ def test_ablate_runs_every_variant_and_seed(tmp_path, capsys):
     )  # fmt: skip
     runs = json.loads(out.read_text())["runs"]
     assert [(r["method"], r["seed"]) for r in runs] == [
+        ("KMeans(10)", 0),
+        ("PCA(10) + KMeans(10)", 0),
         ("max_epochs=1, n_head_inits=0", 0),
         ("max_epochs=1, n_head_inits=0, augmentation=None", 0),
+        ("KMeans(10)", 1),
+        ("PCA(10) + KMeans(10)", 1),
         ("max_epochs=1, n_head_inits=0", 1),
         ("max_epochs=1, n_head_inits=0, augmentation=None", 1),
     ]
-    assert all(0 <= r["matched_accuracy"] <= 1 and "loss" in r for r in runs)
+    assert all(0 <= r["matched_accuracy"] <= 1 for r in runs)
+    assert all("loss" in r for r in runs if "KMeans" not in r["method"])
     printed = capsys.readouterr().out
     assert "| max_epochs=1, n_head_inits=0 | 2 |" in printed
     assert "nearest neighbours share the sample's label" in printed
@@ -85,8 +90,10 @@ def test_ablate_autoencoder_with_confusion(tmp_path, capsys):
             "--variant", "max_epochs=1", "--confusion", "--json", str(out),
         ]
     )  # fmt: skip
-    (run,) = json.loads(out.read_text())["runs"]
-    assert run["method"] == "max_epochs=1" and run["reconstruction_mse"] > 0
+    methods = [r["method"] for r in json.loads(out.read_text())["runs"]]
+    assert methods == ["KMeans(10)", "PCA(10) + KMeans(10)", "max_epochs=1"]
+    run = json.loads(out.read_text())["runs"][-1]
+    assert run["reconstruction_mse"] > 0
     printed = capsys.readouterr().out
     assert "rows: classes [" in printed and "| time (s), median |" in printed
 
