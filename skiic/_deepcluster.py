@@ -709,13 +709,11 @@ def _clustering_threads(device: torch.device):
 def _features(backbone: nn.Module, data, device: torch.device, parallel=None) -> Tensor:
     """Backbone features (float32, on the device) of all samples, in eval mode.
 
-    ``data`` is a tensor on the device or a data source, read in chunks
+    ``data`` is a data source (resident or streamed), read in chunks
     (prefetched when streamed). With ``parallel`` each process computes its
     share of the samples and the shares are gathered, in order, everywhere.
     """
     parallel = parallel or _distributed.Parallel()
-    if isinstance(data, Tensor):
-        data = _engine.ResidentData(data)
     backbone.eval()
     amp_dtype = _engine.autocast_dtype(device)
     indices = parallel.shard(torch.arange(data.n_samples, device=data.index_device))
