@@ -608,11 +608,13 @@ class _DeepClusterObjective(_engine.Objective):
         (prefetched when streamed). For vectors the samples are a random
         neighbour of each index, drawn for the whole epoch at once."""
         batches = list(index_batches)
-        sources = batches
+        sources = torch.cat(batches)
         if self.neighbors is not None:
-            drawn = sample_neighbors(self.neighbors, torch.cat(batches))
-            sources = drawn.split([len(b) for b in batches])
-        plans = ((source.to(self.data.index_device),) for source in sources)
+            sources = sample_neighbors(self.neighbors, sources)
+        # One copy per epoch to where the data source wants its indices (the
+        # CPU when streamed), not one synchronising copy per batch.
+        sources = sources.to(self.data.index_device).split([len(b) for b in batches])
+        plans = ((source,) for source in sources)
         for idx, (_, (x,)) in zip(batches, self.data.load(plans)):
             yield idx, x
 
@@ -715,14 +717,9 @@ def _features(backbone: nn.Module, data, device: torch.device, parallel=None) ->
     """
     parallel = parallel or _distributed.Parallel()
     backbone.eval()
-    amp_dtype = _engine.autocast_dtype(device)
     indices = parallel.shard(torch.arange(data.n_samples, device=data.index_device))
-    out = []
-    plans = ((chunk,) for chunk in indices.split(_engine.INFERENCE_BATCH))
-    for _, (x,) in data.load(plans):
-        with _engine.autocast(device, amp_dtype):
-            out.append(backbone(x).float())
-    return parallel.all_gather(torch.cat(out))
+    features = _engine.map_samples(lambda x: backbone(x).float(), data, device, indices)
+    return parallel.all_gather(features)
 
 
 def _nmi(first: Tensor, second: Tensor, n_classes: int) -> Tensor:

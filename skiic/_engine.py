@@ -510,6 +510,30 @@ def train(
 
 
 @torch.no_grad()
+def map_samples(
+    fn: Callable[[Tensor], Tensor], data, device: torch.device, indices=None
+) -> Tensor:
+    """Apply ``fn(batch)`` to the samples of a data source, chunk by chunk.
+
+    ``data`` is a :class:`ResidentData` or :class:`StreamedData`; chunks of
+    ``INFERENCE_BATCH`` samples (of ``indices``, on ``data.index_device``,
+    default all samples in order) are read through its ``load``, so a streamed
+    source prefetches the next chunk while ``fn`` runs. ``fn`` runs under
+    autocast on ``device``; the results are concatenated there. The caller
+    sets the module's mode.
+    """
+    if indices is None:
+        indices = torch.arange(data.n_samples, device=data.index_device)
+    amp_dtype = autocast_dtype(device)
+    plans = ((chunk,) for chunk in indices.split(INFERENCE_BATCH))
+    outputs = []
+    for _, (x,) in data.load(plans):
+        with autocast(device, amp_dtype):
+            outputs.append(fn(x))
+    return torch.cat(outputs)
+
+
+@torch.no_grad()
 def infer(
     module: nn.Module,
     X: np.ndarray | Tensor,

@@ -645,14 +645,10 @@ def _evaluate_heads(module, candidates, data, views, alpha):
 def _assign(module, data, device):
     """Cluster of every sample by the module's first head (eval mode)."""
     module.eval()
-    amp_dtype = _engine.autocast_dtype(device)
-    labels = []
-    indices = torch.arange(data.n_samples, device=data.index_device)
-    for idx in indices.split(_engine.INFERENCE_BATCH):
-        with _engine.autocast(device, amp_dtype):
-            logits = module(data.take(idx))[0][0]
-        labels.append(logits.float().argmax(dim=1).cpu())
-    return torch.cat(labels).numpy()
+    labels = _engine.map_samples(
+        lambda x: module(x)[0][0].float().argmax(dim=1), data, device
+    )
+    return labels.cpu().numpy()
 
 
 def _single_head(heads, index):
