@@ -43,11 +43,11 @@ def load(data, n_samples=None):
 
         X, y = load_digits(return_X_y=True)
         X = X.reshape(-1, 1, 8, 8)
-        name = "digits (1,797 8x8)"
         if n_samples is not None:
             rng = np.random.default_rng(0)
             keep = np.sort(rng.choice(len(X), n_samples, replace=False))
             X, y = X[keep], y[keep]
+        name = f"digits ({len(X):,} 8x8)"
     else:
         from skiic.datasets import load_mnist
 

@@ -115,3 +115,38 @@ def test_bench_iic_vectors_with_spectral_baseline(tmp_path, capsys):
     ]
     printed = capsys.readouterr().out
     assert "of the 10 nearest neighbours share the sample's label" in printed
+
+
+def test_iic_heads_diagnostic_runs(tmp_path, capsys):
+    import iic_heads
+
+    out = tmp_path / "heads.json"
+    rows = iic_heads.main(
+        [
+            "--n-samples", "200", "--seeds", "0", "--max-epochs", "1",
+            "--n-fresh", "2", "--overclustering", "2", "--json", str(out),
+        ]
+    )  # fmt: skip
+    (row,) = json.loads(out.read_text())["runs"]
+    assert row == pytest.approx(rows[0])
+    for key in (
+        "selected_accuracy",
+        "fresh_lowest_loss_accuracy",
+        "fresh_best_accuracy",
+        "purity_20",
+        "kmeans_features_accuracy",
+    ):
+        assert 0 < row[key] <= 1
+    assert row["fresh_best_accuracy"] >= row["fresh_median_accuracy"]
+    printed = capsys.readouterr().out
+    assert "digits (200 8x8)" in printed
+    assert "2 fresh 10-cluster heads" in printed
+
+
+def test_purity_counts_each_cluster_as_its_majority_class():
+    import iic_heads
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert iic_heads.purity(y, np.array([0, 0, 1, 1, 2, 2])) == 1.0
+    # cluster 0 holds classes 0, 0, 1: two of three right; cluster 1 holds 1, 2, 2
+    assert iic_heads.purity(y, np.array([0, 0, 0, 1, 1, 1])) == pytest.approx(4 / 6)
