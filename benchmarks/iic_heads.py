@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -36,6 +37,7 @@ import torch
 from _common import base_parser, command_line, device_name, load, write_json
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
+from sklearn.metrics.cluster import contingency_matrix
 
 from skiic import IICClustering, _engine, _iic
 from skiic.metrics import matched_accuracy
@@ -44,18 +46,16 @@ from skiic.networks import ClusteringHeads
 
 def purity(y, labels):
     """Share of samples in their cluster's majority class."""
-    _, y = np.unique(y, return_inverse=True)
-    table = np.zeros((labels.max() + 1, y.max() + 1), dtype=np.int64)
-    np.add.at(table, (labels, y), 1)
-    return float(table.max(axis=1).sum() / len(y))
+    return float(contingency_matrix(y, labels).max(axis=0).sum() / len(y))
 
 
-def fresh_heads(estimator, data, views, features, n_clusters, n_heads, device):
-    """Losses and hard labels of ``n_heads`` fresh heads on the frozen backbone."""
-    module = estimator.module_.to(device).eval()
-    idx = torch.arange(data.n_samples, device=data.index_device)
-    firsts, partners = _iic._embed_views(module.backbone, data, views, idx, device)
-    heads = ClusteringHeads(features.shape[1], n_clusters, n_heads).to(device)
+def fresh_heads(estimator, module, data, views, cached, features, n_clusters, n_heads):
+    """Losses and hard labels of ``n_heads`` fresh heads on the frozen backbone.
+
+    ``cached`` holds the backbone features of view pairs (``_embed_views``).
+    """
+    firsts, partners = cached
+    heads = ClusteringHeads(features.shape[1], n_clusters, n_heads).to(features.device)
     _iic._fit_heads(heads, firsts, partners, alpha=estimator.alpha)
     losses = _iic._evaluate_heads(module, [heads], data, views, estimator.alpha)
     with torch.no_grad():
@@ -77,8 +77,10 @@ def diagnose(X, y, seed, args):
     torch.manual_seed(seed)
     data = estimator._place(X.reshape(len(X), -1), device)
     views = _iic._Views(None, estimator._resolve_augmentation(estimator.input_shape_))
-    backbone = estimator.module_.to(device).eval().backbone
-    features = _engine.map_samples(lambda x: backbone(x).float(), data, device)
+    module = estimator.module_.to(device).eval()
+    features = _engine.map_samples(lambda x: module.backbone(x).float(), data, device)
+    idx = torch.arange(data.n_samples, device=data.index_device)
+    cached = _iic._embed_views(module.backbone, data, views, idx, device)
 
     row = {
         "seed": seed,
@@ -87,7 +89,7 @@ def diagnose(X, y, seed, args):
         "selected_loss": estimator.loss_,
     }
     losses, labels = fresh_heads(
-        estimator, data, views, features, args.n_clusters, args.n_fresh, device
+        estimator, module, data, views, cached, features, args.n_clusters, args.n_fresh
     )
     accuracies = np.array([matched_accuracy(y, lab) for lab in labels])
     lowest, best = int(np.argmin(losses)), int(np.argmax(accuracies))
@@ -101,7 +103,7 @@ def diagnose(X, y, seed, args):
     )
     k = args.overclustering * args.n_clusters
     losses, labels = fresh_heads(
-        estimator, data, views, features, k, args.n_fresh, device
+        estimator, module, data, views, cached, features, k, args.n_fresh
     )
     row[f"purity_{k}"] = purity(y, labels[int(np.argmin(losses))])
     kmeans = KMeans(args.n_clusters, n_init=10, random_state=seed)
@@ -113,9 +115,11 @@ def diagnose(X, y, seed, args):
 
 def main(argv=None):
     parser = base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--n-clusters", type=int, default=10)
-    parser.add_argument("--n-fresh", type=int, default=20, help="fresh heads per size")
-    parser.add_argument("--overclustering", type=int, default=5)
+    parser.add_argument("--n-clusters", type=_at_least(2), default=10)
+    parser.add_argument(
+        "--n-fresh", type=_at_least(1), default=20, help="fresh heads per size"
+    )
+    parser.add_argument("--overclustering", type=_at_least(2), default=5)
     parser.add_argument("--max-epochs", default="auto", type=_epochs)
     args = parser.parse_args(argv)
     X, y, name = load(args.data, args.n_samples)
@@ -145,8 +149,18 @@ def main(argv=None):
     return rows
 
 
+def _at_least(low):
+    def parse(value):
+        number = int(value)
+        if number < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return number
+
+    return parse
+
+
 def _epochs(value):
-    return value if value == "auto" else int(value)
+    return value if value == "auto" else _at_least(1)(value)
 
 
 if __name__ == "__main__":

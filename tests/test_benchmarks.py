@@ -25,18 +25,22 @@ def test_parse_variant():
     assert ablate.parse_variant(
         "augmentation=VectorAugmentation(noise=0.0, mask=0.2)"
     ) == {"augmentation": VectorAugmentation(noise=0.0, mask=0.2)}
-    with pytest.raises(ValueError, match="neither a Python literal"):
-        ablate.parse_variant("augmentation=open('x')")
-    with pytest.raises(ValueError, match="name=value"):
-        ablate.parse_variant("1.0")
-    with pytest.raises(ValueError, match="name=value"):
-        ablate.parse_variant("**{'alpha': 1}")
-    with pytest.raises(ValueError, match="not a comma-separated list"):
-        ablate.parse_variant("alpha=")
-    with pytest.raises(ValueError, match="sets alpha twice"):
-        ablate.parse_variant("alpha=1, alpha=2")
-    with pytest.raises(ValueError, match="literal arguments"):
-        ablate.parse_variant("augmentation=VectorAugmentation(noise=x)")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("augmentation=open('x')", "neither a Python literal"),
+        ("1.0", "name=value"),
+        ("**{'alpha': 1}", "name=value"),
+        ("alpha=", "not a comma-separated list"),
+        ("alpha=1, alpha=2", "sets alpha twice"),
+        ("augmentation=VectorAugmentation(noise=x)", "literal arguments"),
+    ],
+)
+def test_parse_variant_rejects(text, message):
+    with pytest.raises(ValueError, match=message):
+        ablate.parse_variant(text)
 
 
 def test_ablate_rejects_repeated_variants():
@@ -141,6 +145,16 @@ def test_iic_heads_diagnostic_runs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "digits (200 8x8)" in printed
     assert "2 fresh 10-cluster heads" in printed
+
+
+@pytest.mark.parametrize(
+    "option", ["--n-fresh=0", "--overclustering=1", "--n-clusters=1", "--max-epochs=0"]
+)
+def test_iic_heads_rejects_bad_options(option):
+    import iic_heads
+
+    with pytest.raises(SystemExit):
+        iic_heads.main([option])
 
 
 def test_purity_counts_each_cluster_as_its_majority_class():
