@@ -1,0 +1,167 @@
+"""Prototype: virtual adversarial second views for clustering PCA vectors.
+
+Examples::
+
+    python benchmarks/vat_views.py                                     # digits, CPU ok
+    python benchmarks/vat_views.py --data ../shared/data/mnist.npz --seeds 0 1 2
+
+An experiment, not part of the package. ``IICClustering`` draws the second
+view of a vector from its nearest neighbours, and on MNIST after ``PCA(50)``
+that stays near 0.70 matched accuracy (docs/benchmarks.md). This script trains
+the same kind of MLP (``MLPBackbone``, hidden 512 and 512, one linear head of
+10) on ``PCA(--pca)`` of the images with a second view made by virtual
+adversarial training (VAT; Miyato et al.), as IMSAT does (Hu et al., 2017):
+each sample is moved by ``eps`` in the direction that most changes the
+network's prediction, with ``eps = --eps-scale`` times the sample's distance
+to its 10th nearest neighbour. Objectives (``--objective``, repeatable):
+
+* ``iic``: ``--lam`` times the IIC loss (``alpha``) of the pair (sample, its
+  adversarial view) plus ``KL(p(x) || p(x_adv))``;
+* ``imsat``: ``KL(p(x) || p(x_adv))`` plus ``--lam`` times
+  ``H(Y|X) - 4 H(Y)`` on the batch (IMSAT's loss).
+
+Each run prints time, NMI and matched accuracy of the head's argmax on all
+samples, next to ``PCA + KMeans(10)`` from the same run. Labels score the runs
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from _common import (
+    base_parser,
+    command_line,
+    device_name,
+    load,
+    score_row,
+    summarise,
+    timed_run,
+    write_json,
+)
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from torch import nn
+
+from skiic._engine import resolve_device
+from skiic.augment import nearest_neighbors
+from skiic.losses import iic_loss
+from skiic.networks import MLPBackbone
+
+
+def _unit(v):
+    return v / (v.flatten(1).norm(dim=1, keepdim=True) + 1e-8)
+
+
+def _kl(logit_p, logit_q):
+    """Mean KL(p || q) over the batch, from logits."""
+    p = logit_p.softmax(dim=1)
+    return (p * (logit_p.log_softmax(dim=1) - logit_q.log_softmax(dim=1))).sum(1).mean()
+
+
+def _entropy(p):
+    return -(p * torch.log(p + 1e-8)).sum(dim=-1)
+
+
+def adversarial_view(net, x, eps, xi=10.0):
+    """``x`` moved by ``eps`` (per sample) along one power iteration of VAT."""
+    with torch.no_grad():
+        clean = net(x)
+    d = _unit(torch.randn_like(x)).requires_grad_()
+    grad = torch.autograd.grad(_kl(clean, net(x + xi * d)), d)[0]
+    return (x + eps[:, None] * _unit(grad)).detach()
+
+
+def train(X, *, objective, eps_scale, lam, alpha, epochs, batch_size, lr, seed, device):
+    """Train one network on the scaled vectors ``X``; return its cluster labels."""
+    torch.manual_seed(seed)
+    data = torch.as_tensor(X, device=device)
+    tenth = nearest_neighbors(data, 10)[:, 9]
+    eps = eps_scale * (data - data[tenth]).norm(dim=1)
+    backbone = MLPBackbone(data.shape[1], (512, 512))
+    net = nn.Sequential(backbone, nn.Linear(backbone.out_features, 10)).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    n = len(data)
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(n, device=device)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            x = data[idx]
+            x_adv = adversarial_view(net, x, eps[idx])
+            logits, logits_adv = net(x), net(x_adv)
+            consistency = _kl(logits.detach(), logits_adv)
+            p = logits.softmax(dim=1)
+            if objective == "iic":
+                cluster = iic_loss(p, logits_adv.softmax(dim=1), alpha=alpha).sum()
+            else:
+                cluster = _entropy(p).mean() - 4.0 * _entropy(p.mean(dim=0))
+            loss = consistency + lam * cluster
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        return torch.cat([net(c).argmax(1) for c in data.split(8192)]).cpu().numpy()
+
+
+def main(argv=None):
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--objective", action="append", choices=["iic", "imsat"], default=None
+    )
+    parser.add_argument("--pca", type=int, default=50)
+    parser.add_argument("--eps-scale", type=float, default=0.5)
+    parser.add_argument("--lam", type=float, default=0.1)
+    parser.add_argument("--alpha", type=float, default=2.0)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args(argv)
+    objectives = args.objective or ["iic", "imsat"]
+
+    X, y, name = load(args.data, args.n_samples)
+    flat = X.reshape(len(X), -1)
+    n_pca = min(args.pca, flat.shape[1])
+    device = resolve_device(args.device)
+    dev_name = device_name(args.device)
+    print(f"{name}; device: {dev_name}", flush=True)
+    rows = []
+    for seed in args.seeds:
+        vectors = PCA(n_pca, random_state=seed).fit_transform(flat)
+        vectors -= vectors.mean(axis=0)
+        vectors = (vectors / np.sqrt(vectors.var(axis=0).mean())).astype(np.float32)
+        rows.append(
+            timed_run(
+                f"PCA({n_pca}) + KMeans(10)",
+                seed,
+                lambda: KMeans(10, n_init=10, random_state=seed),
+                vectors,
+                y,
+            )
+        )
+        for objective in objectives:
+            start = time.perf_counter()
+            labels = train(
+                vectors,
+                objective=objective,
+                eps_scale=args.eps_scale,
+                lam=args.lam,
+                alpha=args.alpha,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=seed,
+                device=device,
+            )
+            seconds = time.perf_counter() - start
+            method = f"PCA({n_pca}) + VAT views, {objective}"
+            rows.append(score_row(method, seed, seconds, labels, y))
+    summarise(rows, name, dev_name, command_line(), time_label="time")
+    write_json(args.json, rows, data=name, device=dev_name, command=command_line())
+
+
+if __name__ == "__main__":
+    main()
