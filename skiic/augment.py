@@ -7,14 +7,17 @@ and draws its random numbers from torch's generator on the batch's device.
   ``affine_grid``/``grid_sample`` call), brightness and contrast jitter,
   additive noise and optional binarisation, composed by
   :class:`ImageAugmentation`.
-* Vectors: :class:`VectorAugmentation` adds feature noise and masking; paired
-  with a neighbour drawn from :func:`nearest_neighbors`, it gives the second view
-  that makes clustering after ``PCA`` work.
+* Vectors: :class:`VirtualAdversarial` moves each sample in the direction
+  that most changes the network's prediction, within its own neighbourhood;
+  :class:`VectorAugmentation` adds feature noise and masking, for pairs of a
+  sample and a neighbour drawn from :func:`nearest_neighbors`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from numbers import Integral, Real
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,8 @@ from torch import Tensor
 __all__ = [
     "ImageAugmentation",
     "VectorAugmentation",
+    "VirtualAdversarial",
+    "kl_divergence",
     "nearest_neighbors",
     "random_affine",
     "sample_neighbors",
@@ -223,8 +228,162 @@ class VectorAugmentation:
         return type(other) is type(self) and vars(other) == vars(self)
 
 
+class VirtualAdversarial:
+    """Virtual adversarial second views (VAT), as in IMSAT.
+
+    The second view of a sample ``x`` is ``x + r``, where ``r`` points in the
+    direction that most changes the network's cluster probabilities (one
+    power iteration of virtual adversarial training; Miyato et al., 2018)
+    and its length is ``eps`` times the distance from ``x`` to its
+    ``n_neighbors``-th nearest neighbour, so the views stay within the
+    sample's own neighbourhood, dense or sparse (Hu et al., 2017, IMSAT).
+    :class:`~skiic.IICClustering` pairs each sample with its adversarial view
+    and adds ``weight`` times the divergence ``KL(p(x) || p(x + r))`` to the
+    IIC loss. Unlike the other augmentations it needs the network, so it is
+    not a plain function of a batch.
+
+    Parameters
+    ----------
+    eps : float, default=0.5
+        Length of the perturbation, as a fraction of the distance to the
+        ``n_neighbors``-th nearest neighbour.
+    n_neighbors : int, default=10
+        Which neighbour's distance sets the length.
+    xi : float, default=10.0
+        Length of the probe step of the power iteration, in the units of the
+        scaled input (IMSAT's value).
+    weight : float, default=10.0
+        Weight of the divergence term against the IIC loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import VirtualAdversarial
+    >>> net = torch.nn.Linear(4, 3)
+    >>> x, radius = torch.randn(5, 4), torch.full((5,), 0.5)
+    >>> moved = VirtualAdversarial().perturb(lambda z: [net(z)], x, radius)
+    >>> [round(float(r), 3) for r in (moved - x).norm(dim=1)]
+    [0.5, 0.5, 0.5, 0.5, 0.5]
+    """
+
+    def __init__(
+        self,
+        eps: float = 0.5,
+        n_neighbors: int = 10,
+        xi: float = 10.0,
+        weight: float = 10.0,
+    ) -> None:
+        for name, value in (("eps", eps), ("xi", xi)):
+            if not (isinstance(value, Real) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number; got {value!r}.")
+        if not (isinstance(weight, Real) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight must be a non-negative number; got {weight!r}.")
+        if (
+            isinstance(n_neighbors, bool)
+            or not isinstance(n_neighbors, Integral)
+            or n_neighbors < 1
+        ):
+            raise ValueError(
+                f"n_neighbors must be a positive integer; got {n_neighbors!r}."
+            )
+        self.eps = eps
+        self.n_neighbors = n_neighbors
+        self.xi = xi
+        self.weight = weight
+
+    def radius(self, data) -> Tensor:
+        """Length of each sample's perturbation (float32, on the data's device).
+
+        ``data`` is a tensor or a data source, as for :func:`nearest_neighbors`;
+        with fewer than ``n_neighbors + 1`` samples the farthest one counts.
+        """
+        n = data.shape[0] if isinstance(data, Tensor) else data.n_samples
+        k = min(self.n_neighbors, n - 1)
+        distances, _ = nearest_neighbors(data, k, return_distance=True)
+        return self.eps * distances[:, -1]
+
+    def perturb(
+        self,
+        forward,
+        x: Tensor,
+        radius: Tensor,
+        *,
+        clean: Sequence[Tensor] | None = None,
+        probe: Tensor | None = None,
+    ) -> Tensor:
+        """The adversarial views of ``x``, each moved by its ``radius``.
+
+        Parameters
+        ----------
+        forward : callable
+            Maps a batch to a sequence of logit tensors whose last dimension
+            is the classes; the divergence is summed over them.
+        x : Tensor of shape (n, ...)
+            The batch.
+        radius : Tensor of shape (n,)
+            Length of each sample's perturbation.
+        clean : sequence of Tensor, default=None
+            ``forward(x)``, detached, when the caller has it already.
+        probe : Tensor shaped like ``x``, default=None
+            Random start of the power iteration; drawn from torch's
+            generator when None.
+
+        Returns
+        -------
+        Tensor shaped like ``x``
+            The moved batch, detached from the graph.
+        """
+        if clean is None:
+            with torch.no_grad():
+                clean = forward(x)
+        if probe is None:
+            probe = torch.randn(x.shape, device=x.device)
+        with torch.enable_grad():
+            probe = _unit(probe.float()).requires_grad_(True)
+            moved = forward(x + self.xi * probe.to(x.dtype))
+            divergence = sum(
+                kl_divergence(c.detach().float(), m.float())
+                for c, m in zip(clean, moved)
+            )
+            (grad,) = torch.autograd.grad(divergence, probe)
+        step = radius.to(torch.float32).reshape(-1, *[1] * (x.dim() - 1))
+        return (x.float() + step * _unit(grad)).to(x.dtype)
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
+def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """Mean ``KL(p || q)`` over the samples, from logits over the last dimension.
+
+    Leading dimensions (sub-heads, samples) are averaged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic.augment import kl_divergence
+    >>> a = torch.tensor([[0.0, 0.0]])
+    >>> float(kl_divergence(a, a))
+    0.0
+    """
+    log_p = logits_p.log_softmax(dim=-1)
+    log_q = logits_q.log_softmax(dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+
+
+def _unit(v: Tensor) -> Tensor:
+    """Each sample of ``v`` scaled to unit Euclidean norm."""
+    norms = v.flatten(1).norm(dim=1).clamp(min=1e-12)
+    return v / norms.reshape(-1, *[1] * (v.dim() - 1))
+
+
 @torch.no_grad()
-def nearest_neighbors(X, n_neighbors: int, *, chunk_size: int = 4096) -> Tensor:
+def nearest_neighbors(
+    X, n_neighbors: int, *, chunk_size: int = 4096, return_distance: bool = False
+):
     """Indices of each sample's nearest neighbours, itself excluded.
 
     Euclidean distance on the flattened samples, computed block by block
@@ -241,10 +400,14 @@ def nearest_neighbors(X, n_neighbors: int, *, chunk_size: int = 4096) -> Tensor:
         Neighbours per sample; at most ``n_samples - 1``.
     chunk_size : int, default=4096
         Rows (and columns) of a block of the distance matrix.
+    return_distance : bool, default=False
+        Also return the Euclidean distances to the neighbours.
 
     Returns
     -------
-    Tensor of shape (n_samples, n_neighbors), dtype int64
+    distances : Tensor of shape (n_samples, n_neighbors), dtype float32
+        Only with ``return_distance=True``: the distance to each neighbour.
+    indices : Tensor of shape (n_samples, n_neighbors), dtype int64
         Neighbour indices, nearest first, on the samples' device.
 
     Examples
@@ -256,6 +419,9 @@ def nearest_neighbors(X, n_neighbors: int, *, chunk_size: int = 4096) -> Tensor:
     [1, 0, 3, 2]
     >>> nearest_neighbors(X, 2, chunk_size=3).tolist()
     [[1, 2], [0, 2], [3, 1], [2, 1]]
+    >>> dist, idx = nearest_neighbors(X, 1, return_distance=True)
+    >>> dist.ravel().tolist()
+    [1.0, 1.0, 1.5, 1.5]
     """
     if isinstance(X, Tensor):
         n, device, index_device = X.shape[0], X.device, X.device
@@ -272,6 +438,7 @@ def nearest_neighbors(X, n_neighbors: int, *, chunk_size: int = 4096) -> Tensor:
         )
     blocks = torch.arange(n, device=index_device).split(chunk_size)
     result = torch.empty(n, n_neighbors, dtype=torch.long, device=device)
+    distances = torch.empty(n, n_neighbors, device=device) if return_distance else None
     for row_idx in blocks:
         rows = take(row_idx).reshape(len(row_idx), -1).float()
         row_norms = (rows * rows).sum(dim=1, keepdim=True)
@@ -292,7 +459,9 @@ def nearest_neighbors(X, n_neighbors: int, *, chunk_size: int = 4096) -> Tensor:
             best_dist = keep.values
             best_idx = candidates.gather(1, keep.indices)
         result[own] = best_idx
-    return result
+        if distances is not None:
+            distances[own] = best_dist.clamp(min=0).sqrt()
+    return (distances, result) if return_distance else result
 
 
 def sample_neighbors(

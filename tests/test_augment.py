@@ -1,0 +1,103 @@
+"""Second views: virtual adversarial perturbations and neighbour distances."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from skiic.augment import VirtualAdversarial, kl_divergence, nearest_neighbors
+
+
+def test_nearest_neighbors_distances_match_sklearn():
+    X = np.random.default_rng(0).normal(size=(70, 6)).astype(np.float32)
+    dist, idx = nearest_neighbors(
+        torch.from_numpy(X), 4, chunk_size=16, return_distance=True
+    )
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=5).fit(X).kneighbors(X)
+    assert np.array_equal(idx.numpy(), ref_idx[:, 1:])
+    np.testing.assert_allclose(dist.numpy(), ref_dist[:, 1:], rtol=1e-4, atol=1e-4)
+
+
+def test_radius_is_eps_times_the_distance_to_the_kth_neighbour():
+    X = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    radius = VirtualAdversarial(eps=0.5, n_neighbors=2).radius(X)
+    # second-nearest neighbours: 0 -> 3 (3), 1 -> 3 (2), 3 -> 0 (3), 7 -> 1 (6)
+    np.testing.assert_allclose(radius.numpy(), [1.5, 1.0, 1.5, 3.0])
+    # fewer samples than n_neighbors + 1: the farthest other sample counts
+    assert VirtualAdversarial(n_neighbors=10, eps=1.0).radius(X[:2]).tolist() == [1, 1]
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)
+    )
+
+
+def test_perturbation_has_the_radius_and_raises_the_divergence():
+    net = _net()
+    x = torch.randn(32, 5)
+    radius = torch.linspace(0.2, 1.0, 32)
+    vat = VirtualAdversarial(xi=1.0)
+    moved = vat.perturb(lambda z: [net(z)], x, radius)
+    assert not moved.requires_grad
+    np.testing.assert_allclose((moved - x).norm(dim=1).numpy(), radius, rtol=1e-4)
+    # a random move of the same length changes the prediction less
+    random = x + radius[:, None] * torch.nn.functional.normalize(torch.randn_like(x))
+    with torch.no_grad():
+        clean = net(x)
+        per_sample = [
+            (clean.softmax(1) * (clean.log_softmax(1) - net(z).log_softmax(1))).sum(1)
+            for z in (moved, random)
+        ]
+    assert per_sample[0].mean() > 2 * per_sample[1].mean()
+
+
+def test_perturbation_is_fixed_by_the_probe_and_sums_over_heads():
+    net = _net()
+    x, radius = torch.randn(8, 5), torch.full((8,), 0.3)
+    probe = torch.randn(8, 5)
+    vat = VirtualAdversarial()
+
+    def two_heads(z):
+        logits = net(z)
+        return [logits, logits[None].expand(2, -1, -1)]
+
+    a = vat.perturb(two_heads, x, radius, probe=probe)
+    b = vat.perturb(two_heads, x, radius, probe=probe, clean=two_heads(x))
+    assert torch.allclose(a, b)
+    assert not torch.allclose(a, vat.perturb(two_heads, x, radius))
+
+
+def test_kl_divergence():
+    p = torch.tensor([[2.0, 0.0, -1.0]])
+    assert float(kl_divergence(p, p)) == pytest.approx(0.0, abs=1e-7)
+    q = torch.zeros(1, 3)
+    probs = p.softmax(1)[0].numpy()
+    expected = float((probs * np.log(probs * 3)).sum())
+    assert float(kl_divergence(p, q)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(eps=0), "eps must be a positive number"),
+        (dict(eps=float("nan")), "eps must be a positive number"),
+        (dict(xi=-1), "xi must be a positive number"),
+        (dict(weight=-0.5), "weight must be a non-negative number"),
+        (dict(n_neighbors=0), "n_neighbors must be a positive integer"),
+        (dict(n_neighbors=2.5), "n_neighbors must be a positive integer"),
+    ],
+)
+def test_invalid_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        VirtualAdversarial(**params)
+
+
+def test_repr_and_equality():
+    vat = VirtualAdversarial(eps=0.25)
+    assert (
+        repr(vat)
+        == "VirtualAdversarial(eps=0.25, n_neighbors=10, xi=10.0, weight=10.0)"
+    )
+    assert vat == VirtualAdversarial(eps=0.25) != VirtualAdversarial()
