@@ -49,12 +49,13 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from skiic import AutoEncoderEmbedder, IICClustering
-from skiic.augment import ImageAugmentation, VectorAugmentation
+from skiic.augment import ImageAugmentation, VectorAugmentation, VirtualAdversarial
 from skiic.metrics import matched_confusion_matrix
 
 _AUGMENTATIONS = {
     "ImageAugmentation": ImageAugmentation,
     "VectorAugmentation": VectorAugmentation,
+    "VirtualAdversarial": VirtualAdversarial,
 }
 
 

@@ -80,7 +80,7 @@ def diagnose(X, y, seed, args):
     module = estimator.module_.to(device).eval()
     features = _engine.map_samples(lambda x: module.backbone(x).float(), data, device)
     idx = torch.arange(data.n_samples, device=data.index_device)
-    cached = _iic._embed_views(module.backbone, data, views, idx, device)
+    cached = _iic._embed_views(module, data, views, idx, device)
 
     row = {
         "seed": seed,

@@ -15,6 +15,8 @@ from . import _distributed, _engine
 from ._base import _BaseDeepEstimator, resolve_max_epochs
 from ._validation import HasMethods, Interval, StrOptions, _fit_context
 from .augment import (
+    VirtualAdversarial,
+    kl_divergence,
     nearest_neighbors,
     sample_neighbors,
 )
@@ -38,8 +40,9 @@ class IICClustering(
     clusters and is trained to maximise the mutual information between the
     assignments of two views of the same sample. For images the views are
     random augmentations (affine, brightness, noise) generated on the device;
-    for vectors they are the sample and one of its nearest neighbours, both
-    with feature noise and masking. An overclustering head with
+    for vectors they are the sample and its virtual adversarial view: the
+    sample moved, within its own neighbourhood, in the direction that most
+    changes the network's prediction (as in IMSAT). An overclustering head with
     ``overclustering * n_clusters`` clusters is trained alongside and shapes
     the shared features; every head has ``n_heads`` sub-heads, and predictions
     come from the head with the lowest loss on the training data, chosen
@@ -73,13 +76,20 @@ class IICClustering(
     n_neighbors : int or "auto", default="auto"
         Nearest neighbours (Euclidean, computed once on the device) from
         which the second view of a sample is drawn. 0 pairs each sample with
-        itself. ``"auto"`` uses 10 for vector input and 0 for images, whose
-        second view comes from augmentation.
-    augmentation : callable, None or "auto", default="auto"
-        Maps a batch tensor to a randomly changed batch, applied to both views.
-        ``"auto"``: :class:`skiic.augment.ImageAugmentation` for images and
-        :class:`skiic.augment.VectorAugmentation` for vectors; ``None``: no
-        augmentation (then ``n_neighbors`` must be positive).
+        itself. ``"auto"`` uses 0 for images and for
+        :class:`~skiic.augment.VirtualAdversarial` views, whose second view
+        comes from the sample itself, and 10 for vectors with any other
+        ``augmentation``.
+    augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
+        How the views are changed. A callable maps a batch tensor to a
+        randomly changed batch and is applied to both views. A
+        :class:`~skiic.augment.VirtualAdversarial` makes the second view
+        adversarial (the first stays clean) and adds its consistency term to
+        the loss. ``"auto"``: :class:`~skiic.augment.ImageAugmentation` for
+        images and ``VirtualAdversarial()`` for vectors; pass
+        :class:`~skiic.augment.VectorAugmentation` (noise and masking) to
+        pair vectors with their neighbours instead; ``None``: no augmentation
+        (then ``n_neighbors`` must be positive).
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -195,7 +205,7 @@ class IICClustering(
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
         ],
-        "augmentation": [callable, None, StrOptions({"auto"})],
+        "augmentation": [callable, VirtualAdversarial, None, StrOptions({"auto"})],
         "module": [HasMethods(["forward", "parameters"]), None],
     }
 
@@ -259,8 +269,10 @@ class IICClustering(
         X, image_shape = self._validate_fit_data(X, self.n_clusters)
         self._fit_scaling(X, image_shape)
         n_samples = X.shape[0]
-        n_neighbors = self._resolve_neighbors(n_samples, image_shape)
         augment = self._resolve_augmentation(image_shape)
+        n_neighbors = self._resolve_neighbors(n_samples, image_shape)
+        if self.n_neighbors == "auto" and isinstance(augment, VirtualAdversarial):
+            n_neighbors = 0  # the pair is a sample and its own adversarial view
         if n_neighbors == 0 and augment is None:
             raise ValueError(
                 "With augmentation=None the second view must come from neighbours; "
@@ -303,12 +315,7 @@ class IICClustering(
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device)
         with _engine.forked_rng(self._view_seed, device):
-            neighbors = (
-                nearest_neighbors(data, self._n_neighbors)
-                if self._n_neighbors
-                else None
-            )
-        views = _Views(neighbors, self._augment)
+            views = _Views.build(data, self._n_neighbors, self._augment)
         best = None
         for seed in self._init_seeds:
             with _engine.forked_rng(seed, device):
@@ -418,8 +425,7 @@ class IICClustering(
         module = self._module_on(device)
         with _engine.forked_rng(self._view_seed, device):
             n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
-            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
-            views = _Views(neighbors, self._augment)
+            views = _Views.build(data, n_neighbors, self._augment)
             losses = _evaluate_heads(module, [module.heads[0]], data, views, 1.0)
         return float(-losses[0])
 
@@ -433,6 +439,12 @@ class IICClustering(
         return tags
 
     # ---------------------------------------------------------------- helpers
+    def _resolve_augmentation(self, image_shape):
+        """``"auto"``: image augmentation, or virtual adversarial views for vectors."""
+        if self.augmentation == "auto" and image_shape is None:
+            return VirtualAdversarial()
+        return super()._resolve_augmentation(image_shape)
+
     def _proba(self, X):
         proba = self._infer(X, lambda module, x: module(x)[0][0].float().softmax(dim=1))
         return proba.numpy()[:, self._cluster_order]
@@ -464,11 +476,28 @@ class IICClustering(
 
 
 class _Views:
-    """Pairs of views for IIC: a neighbour swap (vectors), then augmentation."""
+    """Pairs of views for IIC: a neighbour swap (vectors), then augmentation.
 
-    def __init__(self, neighbors: Tensor | None, augment) -> None:
+    With a :class:`VirtualAdversarial` augmentation the first view is the clean
+    sample and the second the adversarial view of its partner, which needs
+    the network (:meth:`second`); ``radius`` holds each sample's
+    perturbation length.
+    """
+
+    def __init__(self, neighbors: Tensor | None, augment, radius=None) -> None:
         self.neighbors = neighbors
-        self.augment = augment
+        self.adversarial = augment if isinstance(augment, VirtualAdversarial) else None
+        self.augment = None if self.adversarial is not None else augment
+        self.radius = radius
+
+    @classmethod
+    def build(cls, data, n_neighbors: int, augment) -> _Views:
+        """Neighbour lists and perturbation lengths of ``data``, as needed."""
+        neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
+        radius = None
+        if isinstance(augment, VirtualAdversarial):
+            radius = augment.radius(data).to(data.index_device)
+        return cls(neighbors, augment, radius)
 
     def partner_indices(self, idx: Tensor, generator=None) -> Tensor:
         """Index of each sample's partner: a random neighbour, or the sample."""
@@ -495,6 +524,24 @@ class _Views:
     def augmented(self, x: Tensor) -> Tensor:
         return x if self.augment is None else self.augment(x)
 
+    def first(self, x: Tensor) -> Tensor:
+        """The first view of a batch (the clean one for adversarial views)."""
+        return x if self.adversarial is not None else self.augmented(x)
+
+    def second(self, module, partner, partner_idx, *, clean=None, probe=None):
+        """The second view of the partner batch.
+
+        ``module`` maps a batch to head logits; only adversarial views use it
+        (and ``clean``, its detached logits on ``partner`` when known, and
+        ``probe``, the random start of the power iteration).
+        """
+        if self.adversarial is None:
+            return self.augmented(partner)
+        radius = self.radius[partner_idx.to(self.radius.device)].to(partner.device)
+        return self.adversarial.perturb(
+            module, partner, radius, clean=clean, probe=probe
+        )
+
 
 class _IICObjective(_engine.Objective):
     """Mean IIC loss over the sub-heads of every head group.
@@ -518,17 +565,36 @@ class _IICObjective(_engine.Objective):
         return _engine.Epochs(lambda: self.data.load(self.views.plans(index_batches)))
 
     def forward(self, module: nn.Module, batch) -> Tensor:
-        _, (x, partner) = batch
+        (_, partner_idx), (x, partner) = batch
+        shard = self.parallel.shard
+        adversarial = self.views.adversarial
         # Views of the whole (global) batch, then this process's shard of it.
-        first = self.parallel.shard(self.views.augmented(x))
-        second = self.parallel.shard(self.views.augmented(partner))
+        first = shard(self.views.first(x))
+        first_logits = module(first)
+        if adversarial is None:
+            second = shard(self.views.augmented(partner))
+        else:
+            # The probe is drawn for the global batch, as one process would.
+            probe = shard(torch.randn(partner.shape, device=partner.device))
+            # Without neighbours the partner is the sample: reuse its logits.
+            same = self.views.neighbors is None
+            clean = [logits.detach() for logits in first_logits] if same else None
+            second = self.views.second(
+                module, shard(partner), shard(partner_idx), clean=clean, probe=probe
+            )
+        second_logits = module(second)
         loss = 0.0
-        for logits1, logits2 in zip(module(first), module(second)):
+        for logits1, logits2 in zip(first_logits, second_logits):
             p1 = logits1.float().softmax(dim=-1)
             p2 = logits2.float().softmax(dim=-1)
             joint = self.parallel.all_reduce(p1.transpose(-1, -2) @ p2)
             joint = (joint + joint.transpose(-1, -2)) / 2
             loss = loss + iic_loss_from_joint(joint, alpha=self.alpha).mean()
+            if adversarial is not None:
+                # Mean over the global batch: this shard's sum, summed over processes.
+                divergence = kl_divergence(logits1.detach().float(), logits2.float())
+                divergence = self.parallel.all_reduce(divergence * logits1.shape[-2])
+                loss = loss + adversarial.weight * divergence / x.shape[0]
         return loss
 
 
@@ -557,7 +623,7 @@ def _select_head(module, data, views, *, alpha, n_head_inits, device):
         fit_idx = torch.arange(n, device=data.index_device)
         if n > _HEAD_FIT_SAMPLES:
             fit_idx = torch.randperm(n, device=data.index_device)[:_HEAD_FIT_SAMPLES]
-        firsts, partners = _embed_views(module.backbone, data, views, fit_idx, device)
+        firsts, partners = _embed_views(module, data, views, fit_idx, device)
         width = firsts.shape[-1]
         fresh = ClusteringHeads(width, trained.n_outputs, n_head_inits).to(device)
         _fit_heads(fresh, firsts, partners, alpha=alpha)
@@ -571,23 +637,26 @@ def _select_head(module, data, views, *, alpha, n_head_inits, device):
 
 
 @torch.no_grad()
-def _embed_views(backbone, data, views, fit_idx, device):
-    """Features (float32) of ``_CACHED_VIEWS`` random view pairs of some samples.
+def _embed_views(module, data, views, fit_idx, device):
+    """Backbone features (float32) of ``_CACHED_VIEWS`` random view pairs.
 
     Returns ``firsts`` and ``partners``, each (n_views, len(fit_idx), width):
-    the augmented samples and their augmented partners.
+    the first views of the samples ``fit_idx`` and the second views of their
+    partners (adversarial views are computed against ``module``'s heads).
     """
-    backbone.eval()
+    module.eval()
+    backbone = module.backbone
     amp_dtype = _engine.autocast_dtype(device)
     firsts, partners = [], []
     for idx in fit_idx.split(_engine.INFERENCE_BATCH):
         a_views, b_views = [], []
         for _ in range(_CACHED_VIEWS):
             plan = (idx, views.partner_indices(idx))
-            _, (x, partner) = next(iter(data.load([plan])))
+            (_, partner_idx), (x, partner) = next(iter(data.load([plan])))
             with _engine.autocast(device, amp_dtype):
-                a_views.append(backbone(views.augmented(x)).float())
-                b_views.append(backbone(views.augmented(partner)).float())
+                a_views.append(backbone(views.first(x)).float())
+                second = views.second(module, partner, partner_idx)
+                b_views.append(backbone(second).float())
         firsts.append(torch.stack(a_views))
         partners.append(torch.stack(b_views))
     return torch.cat(firsts, dim=1), torch.cat(partners, dim=1)
@@ -625,10 +694,11 @@ def _evaluate_heads(module, candidates, data, views, alpha):
     joints = [None] * len(candidates)
     indices = torch.arange(data.n_samples, device=data.index_device)
     plans = views.plans(indices.split(_engine.INFERENCE_BATCH))
-    for _, (x, partner) in data.load(plans):
+    for (_, partner_idx), (x, partner) in data.load(plans):
         with _engine.autocast(device, amp_dtype):
             clean = module.backbone(x).float()
-            second = module.backbone(views.augmented(partner)).float()
+            second_view = views.second(module, partner, partner_idx)
+            second = module.backbone(second_view).float()
         for i, heads in enumerate(candidates):
             p1 = heads(clean).float().softmax(dim=-1)
             p2 = heads(second).float().softmax(dim=-1)

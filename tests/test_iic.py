@@ -16,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from torch import nn
 
 from skiic import IICClustering
+from skiic.augment import VirtualAdversarial
 from skiic.exceptions import ConvergenceWarning, TrainingError
 from skiic.metrics import matched_accuracy, matched_accuracy_scorer, nmi
 
@@ -58,6 +59,23 @@ def test_pca_pipeline_on_digit_vectors(digits):
 def test_blobs_are_recovered(blobs, fitted_blobs):
     _, y = blobs
     assert matched_accuracy(y, fitted_blobs.labels_) >= 0.95
+
+
+def test_virtual_adversarial_views_on_vectors(blobs):
+    X, y = blobs
+    vat = VirtualAdversarial(eps=0.5)
+    model = IICClustering(4, augmentation=vat, **dict(FAST, max_epochs=20)).fit(X)
+    assert matched_accuracy(y, model.labels_) >= 0.95
+    assert model.augmentation is vat  # the parameter is stored untouched
+    assert model._n_neighbors == 0  # "auto": each sample with its own view
+    assert model.best_head_ == int(np.argmin(model.head_losses_))
+    score = model.score(X)
+    assert 0.5 < score <= np.log(4) + 1e-6 and model.score(X) == score
+    again = IICClustering(4, augmentation=vat, **dict(FAST, max_epochs=20)).fit(X)
+    assert np.array_equal(again.labels_, model.labels_)
+    # neighbours can still be asked for: the adversarial view of a neighbour
+    paired = IICClustering(4, augmentation=vat, n_neighbors=5, **FAST).fit(X)
+    assert paired._n_neighbors == 5 and np.isfinite(paired.loss_)
 
 
 # ----------------------------------------------------------------- sklearn API

@@ -9,7 +9,7 @@ from sklearn.datasets import make_blobs
 
 from skiic import DeepClusterEstimator, IICClustering
 from skiic._engine import ResidentData, StreamedData, parse_memory, place_data
-from skiic.augment import nearest_neighbors
+from skiic.augment import VirtualAdversarial, nearest_neighbors
 from skiic.metrics import matched_accuracy
 from skiic.networks import MLPBackbone
 
@@ -58,19 +58,22 @@ def test_streamed_batches_equal_resident_ones():
     )
 
 
-@pytest.mark.parametrize("kind", ["vectors", "images"])
+@pytest.mark.parametrize("kind", ["vectors", "adversarial", "images"])
 def test_streaming_gives_the_resident_result(blobs, kind):
-    if kind == "vectors":
+    extra = {}
+    if kind in ("vectors", "adversarial"):
         X, y = blobs
         n_clusters = 4
+        if kind == "adversarial":
+            extra = dict(augmentation=VirtualAdversarial())
     else:
         from sklearn.datasets import load_digits
 
         X, y = load_digits(n_class=4, return_X_y=True)
         X, n_clusters = X.reshape(-1, 1, 8, 8), 4
-    resident = IICClustering(n_clusters, random_state=0, **FAST).fit(X)
+    resident = IICClustering(n_clusters, random_state=0, **FAST, **extra).fit(X)
     streamed = IICClustering(
-        n_clusters, random_state=0, device_memory_limit=0, **FAST
+        n_clusters, random_state=0, device_memory_limit=0, **FAST, **extra
     ).fit(X)
     assert not resident.streamed_ and streamed.streamed_
     assert np.array_equal(resident.labels_, streamed.labels_)
