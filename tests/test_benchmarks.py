@@ -210,3 +210,20 @@ def test_adversarial_view_moves_each_sample_by_its_eps():
     )
     with torch.no_grad():
         assert divergence(moved).mean() > divergence(random).mean()
+
+
+def test_bench_vectors_compares_the_second_views(tmp_path, capsys):
+    import bench_vectors
+
+    out = tmp_path / "vectors.json"
+    bench_vectors.main(
+        ["--sets", "iris", "--seeds", "0", "--max-epochs", "2", "--json", str(out)]
+    )
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["method"] for r in runs] == [
+        "iris: KMeans",
+        "iris: IIC, auto",
+        "iris: IIC, neighbours",
+    ]
+    assert all(1 / 3 <= r["matched_accuracy"] <= 1 for r in runs)
+    assert "| iris: IIC, neighbours | 1 |" in capsys.readouterr().out
