@@ -94,8 +94,10 @@ plt.show()
 # and masking; it is only as good as the neighbour graph (on MNIST after
 # PCA it stays near 0.70 matched accuracy, see the benchmarks page). A
 # larger ``eps`` asks for smoothness over a wider neighbourhood, a smaller one
-# over a narrower; it is the parameter to search first (see
-# :ref:`sphx_glr_auto_examples_plot_grid_search.py`). Each fit below is
+# over a narrower. Search it with labels where some are at hand: like
+# ``augmentation`` itself it changes the views that the label-free ``score``
+# measures, and shorter moves agree more easily, so ``score`` cannot choose
+# it (see :ref:`model_selection`). Each fit below is
 # shortened further (10 epochs, 5 fresh heads) to keep the comparison quick,
 # so compare the rows with each other rather than with the table above.
 from skiic.augment import VectorAugmentation, VirtualAdversarial  # noqa: E402

@@ -400,10 +400,14 @@ class IICClustering(
     def score(self, X, y=None):
         """Mutual information (nats) between assignments of two views of ``X``.
 
-        The second views are made as in training (neighbours within ``X`` for
-        vectors, augmentations for images) from a seed fixed at fit, so the
-        score is repeatable. Higher is better and at most ``log(n_clusters)``;
-        it lets ``GridSearchCV`` compare parameters without labels.
+        The second views are made as in training (augmentations for images;
+        for vectors, adversarial views whose lengths come from the nearest
+        neighbours within ``X``, or neighbours within ``X``) from a seed fixed
+        at fit, so the score is repeatable. Higher is better and at most
+        ``log(n_clusters)``; it lets ``GridSearchCV`` compare parameters
+        without labels, but not settings that change the views themselves
+        (``augmentation``, including ``VirtualAdversarial``'s ``eps``): milder
+        views agree more easily.
 
         Parameters
         ----------

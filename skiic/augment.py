@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import torch
@@ -239,8 +240,12 @@ class VirtualAdversarial:
     sample's own neighbourhood, dense or sparse (Hu et al., 2017, IMSAT).
     :class:`~skiic.IICClustering` pairs each sample with its adversarial view
     and adds ``weight`` times the divergence ``KL(p(x) || p(x + r))`` to the
-    IIC loss. Unlike the other augmentations it needs the network, so it is
-    not a plain function of a batch.
+    IIC loss. With ``n_neighbors > 0`` in the estimator the adversarial view
+    is that of the sample's neighbour, and the divergence compares the
+    sample's prediction with it. Unlike the other augmentations it needs the
+    network, so it is not a plain function of a batch. The probe passes of
+    the power iteration leave the network's BatchNorm running statistics
+    unchanged, as in Miyato et al.'s code.
 
     Parameters
     ----------
@@ -333,19 +338,24 @@ class VirtualAdversarial:
         Tensor shaped like ``x``
             The moved batch, detached from the graph.
         """
-        if clean is None:
-            with torch.no_grad():
-                clean = forward(x)
         if probe is None:
             probe = torch.randn(x.shape, device=x.device)
-        with torch.enable_grad():
-            probe = _unit(probe.float()).requires_grad_(True)
-            moved = forward(x + self.xi * probe.to(x.dtype))
-            divergence = sum(
-                kl_divergence(c.detach().float(), m.float())
-                for c, m in zip(clean, moved)
-            )
-            (grad,) = torch.autograd.grad(divergence, probe)
+        # The probe lies far outside the data (``xi``): its batch statistics
+        # must not leak into BatchNorm's running ones, which predict later.
+        with _running_stats_kept(forward):
+            if clean is None:
+                with torch.no_grad():
+                    clean = forward(x)
+            with torch.enable_grad():
+                probe = _unit(probe.float()).requires_grad_(True)
+                moved = forward(x + self.xi * probe.to(x.dtype))
+                # Summed over the samples: the scale leaves the direction as
+                # it is and keeps float16 gradients from underflowing.
+                divergence = x.shape[0] * sum(
+                    kl_divergence(c.detach().float(), m.float())
+                    for c, m in zip(clean, moved)
+                )
+                (grad,) = torch.autograd.grad(divergence, probe)
         step = radius.to(torch.float32).reshape(-1, *[1] * (x.dim() - 1))
         return (x.float() + step * _unit(grad)).to(x.dtype)
 
@@ -354,6 +364,31 @@ class VirtualAdversarial:
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
+
+
+@contextmanager
+def _running_stats_kept(forward):
+    """Restore the running statistics of ``forward``'s normalisation layers on exit.
+
+    Any submodule with ``running_mean``/``running_var`` buffers counts
+    (torch's BatchNorm layers and skiic's own ``SyncBatchNorm``); a plain
+    callable has none.
+    """
+    saved = []
+    if isinstance(forward, torch.nn.Module) and forward.training:
+        for module in forward.modules():
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                buffer = getattr(module, name, None)
+                if isinstance(buffer, Tensor):
+                    saved.append((buffer, buffer.detach().clone()))
+    try:
+        yield
+    finally:
+        # Through ``.data``, as BatchNorm's kernels update them: a visible
+        # in-place write would bump the version of a tensor that the earlier
+        # passes' autograd graphs saved, and break their backward.
+        for buffer, copy in saved:
+            buffer.data.copy_(copy)
 
 
 def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:

@@ -101,3 +101,35 @@ def test_repr_and_equality():
         == "VirtualAdversarial(eps=0.25, n_neighbors=10, xi=10.0, weight=10.0)"
     )
     assert vat == VirtualAdversarial(eps=0.25) != VirtualAdversarial()
+
+
+def test_perturbation_leaves_batchnorm_running_statistics_alone():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)
+    ).train()
+    x = torch.randn(16, 5)
+    net(x)
+
+    def running():
+        return [net[1].running_mean.clone(), net[1].running_var.clone()]
+
+    kept = running()
+    VirtualAdversarial().perturb(lambda z: [net(z)], x, torch.ones(16))
+    # a plain callable: its passes do update the statistics (far-off probe)
+    assert not torch.allclose(kept[1], running()[1])
+    with torch.no_grad():
+        net[1].running_mean.copy_(kept[0])
+        net[1].running_var.copy_(kept[1])
+
+    class Heads(torch.nn.Module):  # a module, as the estimator passes it
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, z):
+            return [self.net(z)]
+
+    VirtualAdversarial().perturb(Heads().train(), x, torch.ones(16))
+    assert all(torch.equal(a, b) for a, b in zip(kept, running()))
+    assert net.training

@@ -225,5 +225,6 @@ def test_bench_vectors_compares_the_second_views(tmp_path, capsys):
         "iris: IIC, auto",
         "iris: IIC, neighbours",
     ]
-    assert all(1 / 3 <= r["matched_accuracy"] <= 1 for r in runs)
+    assert runs[0]["matched_accuracy"] > 0.8  # KMeans on standardised iris
+    assert all(r["n_clusters_used"] >= 2 for r in runs)
     assert "| iris: IIC, neighbours | 1 |" in capsys.readouterr().out

@@ -9,7 +9,7 @@ from sklearn.datasets import make_blobs
 
 from skiic import DeepClusterEstimator, IICClustering
 from skiic._engine import ResidentData, StreamedData, parse_memory, place_data
-from skiic.augment import VirtualAdversarial, nearest_neighbors
+from skiic.augment import VectorAugmentation, VirtualAdversarial, nearest_neighbors
 from skiic.metrics import matched_accuracy
 from skiic.networks import MLPBackbone
 
@@ -64,8 +64,10 @@ def test_streaming_gives_the_resident_result(blobs, kind):
     if kind in ("vectors", "adversarial"):
         X, y = blobs
         n_clusters = 4
-        if kind == "adversarial":
-            extra = dict(augmentation=VirtualAdversarial())
+        adversarial = kind == "adversarial"
+        extra = dict(
+            augmentation=VirtualAdversarial() if adversarial else VectorAugmentation()
+        )
     else:
         from sklearn.datasets import load_digits
 
