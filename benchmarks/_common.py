@@ -142,8 +142,8 @@ def summarise(rows, data_name, device, command, time_label="fit time"):
 def print_neighbor_agreement(Z, y, n_neighbors=10):
     """Print the share of each sample's nearest neighbours in ``Z`` with its label.
 
-    The neighbours are those IICClustering's neighbour pairs come from on
-    vectors: :func:`skiic.augment.nearest_neighbors` (Euclidean, the sample itself
+    The neighbours are those IICClustering draws second views from on vectors:
+    :func:`skiic.augment.nearest_neighbors` (Euclidean, the sample itself
     excluded by index, so exact duplicates count as each other's neighbours).
     """
     import torch
@@ -154,7 +154,7 @@ def print_neighbor_agreement(Z, y, n_neighbors=10):
     neighbors = neighbors.numpy()
     share = float(np.mean(y[neighbors] == y[:, None]))
     print(
-        f"  neighbour graph: {share:.3f} of the {n_neighbors} nearest neighbours "
+        f"  neighbour views: {share:.3f} of the {n_neighbors} nearest neighbours "
         f"share the sample's label (labels used for this line only)",
         flush=True,
     )

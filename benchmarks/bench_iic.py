@@ -9,12 +9,10 @@ Examples::
 Both the image model (conv backbone on (n, 1, H, W)) and the vector model
 (``make_pipeline(PCA(50), IICClustering(10))``) are timed, each over every seed,
 with the baselines KMeans and PCA(50)+KMeans from the same run. With the vector
-model the run also fits ``PCA(50) + SpectralClustering(10)`` on the
-10-nearest-neighbour graph, and prints how many of those neighbours share the
-sample's label: together they show how far a partition of the neighbour graph
-can go. (The graph is the one IIC's neighbour pairs,
-``augmentation=VectorAugmentation()``, are drawn from; its default adversarial
-views for vectors use only each sample's distance to its 10th neighbour.)
+model the run also fits ``PCA(50) + SpectralClustering(10)`` on the same
+10-nearest-neighbour graph from which IIC draws its second views, and prints
+how many of those neighbour pairs share a label: together they show how far
+the neighbour views themselves can take a clustering.
 """
 
 from __future__ import annotations
@@ -102,10 +100,10 @@ def main(argv=None):
 def spectral(seed):
     """Spectral clustering of the symmetrised graph of 10 nearest neighbours.
 
-    With ``augmentation=VectorAugmentation()`` IICClustering draws the second
-    view of a vector from its 10 nearest neighbours, so this baseline clusters
-    essentially the graph those neighbour pairs come from (scikit-learn counts
-    the sample itself among its ``n_neighbors``, so 9 of the 10 are shared).
+    IICClustering draws the second view of a vector from its 10 nearest
+    neighbours (``n_neighbors="auto"``), so this baseline clusters essentially
+    the graph the vector model learns from (scikit-learn counts the sample
+    itself among its ``n_neighbors``, so 9 of the 10 are shared).
     """
     return SpectralClustering(
         10,

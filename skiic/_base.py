@@ -31,9 +31,8 @@ from ._validation import (
 from .augment import ImageAugmentation, VectorAugmentation
 from .networks import make_backbone
 
-# n_neighbors="auto" for vector input whose second view is a neighbour (IIC
-# with VectorAugmentation or no augmentation, DeepCluster): this many nearest
-# neighbours of the sample to draw it from.
+# n_neighbors="auto" for vector input: the second view is one of these
+# nearest neighbours of the sample (IIC's VirtualAdversarial views excepted).
 _AUTO_NEIGHBORS = 10
 
 

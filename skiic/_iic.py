@@ -40,9 +40,10 @@ class IICClustering(
     clusters and is trained to maximise the mutual information between the
     assignments of two views of the same sample. For images the views are
     random augmentations (affine, brightness, noise) generated on the device;
-    for vectors they are the sample and its virtual adversarial view: the
-    sample moved, within its own neighbourhood, in the direction that most
-    changes the network's prediction (as in IMSAT). An overclustering head with
+    for vectors they are the sample and one of its nearest neighbours, both
+    with feature noise and masking (or, with
+    ``augmentation=VirtualAdversarial()``, the sample and its virtual
+    adversarial view). An overclustering head with
     ``overclustering * n_clusters`` clusters is trained alongside and shapes
     the shared features; every head has ``n_heads`` sub-heads, and predictions
     come from the head with the lowest loss on the training data, chosen
@@ -76,20 +77,18 @@ class IICClustering(
     n_neighbors : int or "auto", default="auto"
         Nearest neighbours (Euclidean, computed once on the device) from
         which the second view of a sample is drawn. 0 pairs each sample with
-        itself. ``"auto"`` uses 0 for images and for
+        itself. ``"auto"`` uses 10 for vector input and 0 for images and for
         :class:`~skiic.augment.VirtualAdversarial` views, whose second view
-        comes from the sample itself, and 10 for vectors with any other
-        ``augmentation``.
+        comes from the sample itself.
     augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         How the views are changed. A callable maps a batch tensor to a
         randomly changed batch and is applied to both views. A
         :class:`~skiic.augment.VirtualAdversarial` makes the second view
         adversarial (the first stays clean) and adds its consistency term to
         the loss. ``"auto"``: :class:`~skiic.augment.ImageAugmentation` for
-        images and ``VirtualAdversarial()`` for vectors; pass
-        :class:`~skiic.augment.VectorAugmentation` (noise and masking) to
-        pair vectors with their neighbours instead; ``None``: no augmentation
-        (then ``n_neighbors`` must be positive).
+        images and :class:`~skiic.augment.VectorAugmentation` (noise and
+        masking) for vectors; ``None``: no augmentation (then ``n_neighbors``
+        must be positive).
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -401,9 +400,9 @@ class IICClustering(
         """Mutual information (nats) between assignments of two views of ``X``.
 
         The second views are made as in training (augmentations for images;
-        for vectors, adversarial views whose lengths come from the nearest
-        neighbours within ``X``, or neighbours within ``X``) from a seed fixed
-        at fit, so the score is repeatable. Higher is better and at most
+        neighbours within ``X`` for vectors, or adversarial views whose lengths
+        come from the nearest neighbours within ``X``) from a seed fixed at
+        fit, so the score is repeatable. Higher is better and at most
         ``log(n_clusters)``; it lets ``GridSearchCV`` compare parameters
         without labels, but not settings that change the views themselves
         (``augmentation``, including ``VirtualAdversarial``'s ``eps``): milder
@@ -443,12 +442,6 @@ class IICClustering(
         return tags
 
     # ---------------------------------------------------------------- helpers
-    def _resolve_augmentation(self, image_shape):
-        """``"auto"``: image augmentation, or virtual adversarial views for vectors."""
-        if self.augmentation == "auto" and image_shape is None:
-            return VirtualAdversarial()
-        return super()._resolve_augmentation(image_shape)
-
     def _proba(self, X):
         proba = self._infer(X, lambda module, x: module(x)[0][0].float().softmax(dim=1))
         return proba.numpy()[:, self._cluster_order]

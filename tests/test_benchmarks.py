@@ -222,9 +222,9 @@ def test_bench_vectors_compares_the_second_views(tmp_path, capsys):
     runs = json.loads(out.read_text())["runs"]
     assert [r["method"] for r in runs] == [
         "iris: KMeans",
-        "iris: IIC, auto",
         "iris: IIC, neighbours",
+        "iris: IIC, adversarial",
     ]
     assert runs[0]["matched_accuracy"] > 0.8  # KMeans on standardised iris
     assert all(r["n_clusters_used"] >= 2 for r in runs)
-    assert "| iris: IIC, neighbours | 1 |" in capsys.readouterr().out
+    assert "| iris: IIC, adversarial | 1 |" in capsys.readouterr().out
