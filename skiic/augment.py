@@ -35,6 +35,17 @@ __all__ = [
 ]
 
 
+class _Settings:
+    """Shows and compares an augmentation by its ``__init__`` settings."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
 def random_affine(
     images: Tensor,
     *,
@@ -100,7 +111,7 @@ def random_affine(
     )
 
 
-class ImageAugmentation:
+class ImageAugmentation(_Settings):
     """Random image transforms that make the second view of a batch.
 
     Each image gets its own random affine transform, brightness and contrast
@@ -181,14 +192,8 @@ class ImageAugmentation:
             out = chosen * (out > 0.5).to(out.dtype) + (1 - chosen) * out
         return out
 
-    def __repr__(self) -> str:
-        return _repr(self)
 
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(other) == vars(self)
-
-
-class VectorAugmentation:
+class VectorAugmentation(_Settings):
     """Feature noise and masking for vector samples.
 
     Parameters
@@ -222,14 +227,8 @@ class VectorAugmentation:
             out = out + self.noise * torch.randn_like(out)
         return out
 
-    def __repr__(self) -> str:
-        return _repr(self)
 
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(other) == vars(self)
-
-
-class VirtualAdversarial:
+class VirtualAdversarial(_Settings):
     """Virtual adversarial second views (VAT), as in IMSAT.
 
     The second view of a sample ``x`` is ``x + r``, where ``r`` points in the
@@ -358,12 +357,6 @@ class VirtualAdversarial:
                 (grad,) = torch.autograd.grad(divergence, probe)
         step = radius.to(torch.float32).reshape(-1, *[1] * (x.dim() - 1))
         return (x.float() + step * _unit(grad)).to(x.dtype)
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(other) == vars(self)
 
 
 @contextmanager
@@ -541,8 +534,3 @@ def _uniform_like(n: int, device: torch.device):
         return torch.rand(n, device=device) * (high - low) + low
 
     return uniform
-
-
-def _repr(obj: object) -> str:
-    args = ", ".join(f"{key}={value!r}" for key, value in vars(obj).items())
-    return f"{type(obj).__name__}({args})"
