@@ -23,6 +23,7 @@ from . import _distributed, _engine
 from ._validation import (
     HasMethods,
     Interval,
+    InvalidParameterError,
     StrOptions,
     check_input,
     check_n_samples,
@@ -165,6 +166,14 @@ class _BaseDeepEstimator(BaseEstimator):
 
     def _resolve_augmentation(self, image_shape):
         """``augmentation``: "auto" picks the image or the vector augmentation."""
+        if isinstance(self.augmentation, type):
+            # A class passes the ``callable`` constraint, then fails deep in
+            # training with an unrelated message.
+            name = self.augmentation.__name__
+            raise InvalidParameterError(
+                f"The 'augmentation' parameter of {type(self).__name__} must be "
+                f"an instance, not the class {name}: pass augmentation={name}()."
+            )
         if self.augmentation == "auto":
             return (
                 ImageAugmentation() if image_shape is not None else VectorAugmentation()

@@ -14,6 +14,7 @@ from sklearn.base import _fit_context  # noqa: F401  (re-exported for the estima
 from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     HasMethods,
     Interval,
+    InvalidParameterError,
     StrOptions,
 )
 from sklearn.utils.validation import validate_data
@@ -24,6 +25,7 @@ _CHUNK_ROWS = 8192
 __all__ = [
     "HasMethods",
     "Interval",
+    "InvalidParameterError",
     "StrOptions",
     "_fit_context",
     "check_image_shape",

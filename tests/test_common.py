@@ -1,8 +1,11 @@
 """scikit-learn's estimator checks on every skiic estimator."""
 
+import numpy as np
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
+from skiic.augment import ImageAugmentation, VectorAugmentation, VirtualAdversarial
 
 # Small, fast settings: the checks fit dozens of times on tiny data.
 INIT_PARAMS = {
@@ -34,3 +37,17 @@ def _expected_failed_checks(estimator):
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("cls", list(INIT_PARAMS), ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "augmentation", [ImageAugmentation, VectorAugmentation, VirtualAdversarial]
+)
+def test_augmentation_class_instead_of_instance(cls, augmentation):
+    # A class is callable, so it passes the parameter constraint; it must
+    # still be rejected up front, naming the fix.
+    estimator = cls(**{**INIT_PARAMS[cls], "augmentation": augmentation})
+    X = np.random.default_rng(0).random((40, 4))
+    name = augmentation.__name__
+    with pytest.raises(ValueError, match=rf"instance.*augmentation={name}\(\)"):
+        estimator.fit(X)
