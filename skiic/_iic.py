@@ -26,6 +26,8 @@ from .networks import ClusteringHeads, MultiHeadNetwork, feature_width
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
 _AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 10, 100
+# Fresh heads fitted for head selection when n_head_inits="auto".
+_AUTO_HEAD_INITS = 50
 # Head selection: views cached per sample, and the fit of the fresh heads.
 _CACHED_VIEWS, _HEAD_STEPS, _HEAD_BATCH, _HEAD_LR = 4, 300, 1024, 1e-2
 _HEAD_FIT_SAMPLES = 50_000
@@ -64,13 +66,18 @@ class IICClustering(
         1 trains no overclustering head.
     n_heads : int, default=5
         Sub-heads per head, trained with the network.
-    n_head_inits : int, default=50
+    n_head_inits : int or "auto", default="auto"
         Fresh linear heads fitted by the same loss on the trained network's
         frozen features after training. Together with the trained main
         sub-heads they are the candidates for prediction, and the one with
         the lowest loss on the training data wins. Cheap, and it rescues
         trainings whose heads settled in a poor local optimum; 0 keeps the
-        trained sub-heads only.
+        trained sub-heads only. ``"auto"`` fits 50, except with
+        :class:`~skiic.augment.VirtualAdversarial` views, where it fits none:
+        a fresh head never sees the consistency term that shapes such a
+        partition, and on frozen features a sample and its adversarial view
+        are so close that the IIC loss favours any confident, balanced
+        partition over the trained one.
     n_init : int, default=1
         Independent trainings from different initialisations; the one whose
         selected head reaches the lowest loss is kept (as in ``KMeans``).
@@ -140,9 +147,10 @@ class IICClustering(
         Epochs run by the kept initialisation.
     loss_ : float
         Loss (with ``alpha``) of the selected head on the training data.
-    head_losses_ : ndarray of shape (n_heads + n_head_inits,)
+    head_losses_ : ndarray of shape (n_heads + n_fresh,)
         Loss of every candidate head of the kept initialisation: the trained
-        main sub-heads first, then the fresh heads.
+        main sub-heads first, then the ``n_fresh`` fresh heads (``n_head_inits``
+        once ``"auto"`` is resolved).
     best_head_ : int
         Index in ``head_losses_`` of the head used for prediction.
     history_ : skorch.history.History
@@ -196,7 +204,10 @@ class IICClustering(
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "overclustering": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
-        "n_head_inits": [Interval(Integral, 0, None, closed="left")],
+        "n_head_inits": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
         "devices": [list, tuple, StrOptions({"process_group"}), None],
@@ -215,7 +226,7 @@ class IICClustering(
         alpha=2.0,
         overclustering=5,
         n_heads=5,
-        n_head_inits=50,
+        n_head_inits="auto",
         n_init=1,
         n_neighbors="auto",
         augmentation="auto",
@@ -338,7 +349,7 @@ class IICClustering(
                     data,
                     views,
                     alpha=self.alpha,
-                    n_head_inits=self.n_head_inits,
+                    n_head_inits=self._resolve_head_inits(),
                     device=device,
                 )
             module.to("cpu")
@@ -349,6 +360,12 @@ class IICClustering(
         module.heads = nn.ModuleList([selection.head.cpu()])
         labels = _assign(module.to(device), data, device)
         return selection, module.to("cpu"), history, labels, data.streamed
+
+    def _resolve_head_inits(self):
+        """``n_head_inits``: "auto" fits none with adversarial views, else 50."""
+        if self.n_head_inits != "auto":
+            return self.n_head_inits
+        return 0 if isinstance(self._augment, VirtualAdversarial) else _AUTO_HEAD_INITS
 
     def predict(self, X):
         """Assign each sample of ``X`` to a cluster.

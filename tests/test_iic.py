@@ -68,6 +68,8 @@ def test_virtual_adversarial_views_on_vectors(blobs):
     assert matched_accuracy(y, model.labels_) >= 0.95
     assert model.augmentation is vat  # the parameter is stored untouched
     assert model._n_neighbors == 0  # "auto": each sample with its own view
+    # "auto" fits no fresh heads: the trained sub-heads are the candidates
+    assert model.n_head_inits == "auto" and model.head_losses_.shape == (2,)
     score = model.score(X)
     assert 0.5 < score <= np.log(4) + 1e-6 and model.score(X) == score
     again = IICClustering(4, augmentation=vat, **dict(FAST, max_epochs=20)).fit(X)
@@ -75,6 +77,9 @@ def test_virtual_adversarial_views_on_vectors(blobs):
     # neighbours can still be asked for: the adversarial view of a neighbour
     paired = IICClustering(4, augmentation=vat, n_neighbors=5, **FAST).fit(X)
     assert paired._n_neighbors == 5 and np.isfinite(paired.loss_)
+    # and fresh heads, when asked for by number
+    fresh = IICClustering(4, augmentation=vat, n_head_inits=3, **FAST).fit(X)
+    assert fresh.head_losses_.shape == (2 + 3,)
 
 
 # ----------------------------------------------------------------- sklearn API
@@ -306,6 +311,7 @@ def test_predict_before_fit():
         (dict(batch_size=1), "batch_size"),
         (dict(max_epochs="forever"), "max_epochs"),
         (dict(n_neighbors=-2), "n_neighbors"),
+        (dict(n_head_inits="many"), "n_head_inits"),
         (dict(augmentation="strong"), "augmentation"),
         (dict(module="resnet"), "module"),
     ],
