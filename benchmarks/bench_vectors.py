@@ -5,8 +5,10 @@ Examples::
     python benchmarks/bench_vectors.py
     python benchmarks/bench_vectors.py --sets iris wine --seeds 0 1 2
 
-scikit-learn's bundled tables (iris, wine, breast cancer: standardised) and
-the digits as 64-pixel vectors after ``PCA(30)``, each clustered into its
+scikit-learn's bundled tables (iris, wine, breast cancer: standardised),
+the digits as 64-pixel vectors after ``PCA(30)``, and two generated sets
+(``moons``: two interleaved half circles; ``stretched_blobs``: five blobs of
+unequal spread, linearly sheared; both standardised), each clustered into its
 number of classes by ``KMeans`` and by ``IICClustering`` with each
 ``--augmentation`` (``neighbours``: the default, ``VectorAugmentation()``
 neighbour pairs; ``adversarial``: ``VirtualAdversarial()`` views). Data that
@@ -15,6 +17,7 @@ nothing was tuned on: a check on settings chosen on MNIST.
 
 from __future__ import annotations
 
+import numpy as np
 from _common import command_line, device_name, summarise, timed_run, write_json
 from sklearn import datasets
 from sklearn.cluster import KMeans
@@ -25,11 +28,32 @@ from sklearn.preprocessing import StandardScaler
 from skiic import IICClustering
 from skiic.augment import VectorAugmentation, VirtualAdversarial
 
+
+def _moons(return_X_y=True):
+    """Two interleaved half circles, 1,000 points, with noise 0.1."""
+    return datasets.make_moons(1000, noise=0.1, random_state=0)
+
+
+def _stretched_blobs(return_X_y=True):
+    """Five blobs of unequal spread in 10 dimensions, sheared by one linear map."""
+    X, y = datasets.make_blobs(
+        1500,
+        n_features=10,
+        centers=5,
+        cluster_std=[1.0, 2.0, 3.0, 1.5, 2.5],
+        random_state=0,
+    )
+    shear = np.random.default_rng(0).normal(size=(10, 10))
+    return X @ shear, y
+
+
 SETS = {
     "iris": (datasets.load_iris, StandardScaler),
     "wine": (datasets.load_wine, StandardScaler),
     "breast_cancer": (datasets.load_breast_cancer, StandardScaler),
     "digits": (datasets.load_digits, lambda: PCA(30, random_state=0)),
+    "moons": (_moons, StandardScaler),
+    "stretched_blobs": (_stretched_blobs, StandardScaler),
 }
 AUGMENTATIONS = {"neighbours": VectorAugmentation, "adversarial": VirtualAdversarial}
 

@@ -228,3 +228,61 @@ def test_bench_vectors_compares_the_second_views(tmp_path, capsys):
     assert runs[0]["matched_accuracy"] > 0.8  # KMeans on standardised iris
     assert all(r["n_clusters_used"] >= 2 for r in runs)
     assert "| iris: IIC, adversarial | 1 |" in capsys.readouterr().out
+
+
+def test_head_selection_diagnostic_sees_every_candidate(tmp_path, capsys):
+    import head_selection
+
+    from skiic import _iic
+
+    select = _iic._select_head
+    out = tmp_path / "heads.json"
+    head_selection.main(
+        [
+            "--n-samples", "300", "--seeds", "0", "--pca", "10",
+            "--n-head-inits", "3", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert _iic._select_head is select  # the wrapper is removed again
+    (row,) = json.loads(out.read_text())["runs"]
+    assert len(row["trained_accuracy"]) == len(row["trained_losses"]) == 5
+    assert all(0 < acc <= 1 for acc in row["trained_accuracy"])
+    losses = row["trained_losses"] + [row["fresh_lowest_loss"]]
+    assert row["selected_loss"] == pytest.approx(min(losses), abs=1e-6)
+    assert "selected candidate" in capsys.readouterr().out
+
+
+def test_vat_views_with_clean_statistics_scores_both_evaluations(tmp_path):
+    import vat_views
+
+    out = tmp_path / "vat.json"
+    vat_views.main(
+        [
+            "--n-samples", "300", "--seeds", "0", "--pca", "10", "--epochs", "1",
+            "--objective", "iic", "--bn", "clean", "--json", str(out),
+        ]
+    )  # fmt: skip
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["method"] for r in runs] == [
+        "PCA(10) + KMeans(10)",
+        "PCA(10) + VAT views, iic, clean BN",
+        "  same net, probe statistics (iic)",
+    ]
+
+
+def test_probe_statistics_leave_the_trained_network_alone():
+    import torch
+    import vat_views
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)
+    )
+    data = torch.randn(64, 4)
+    net.train()
+    net(data)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    labels = vat_views.probe_statistics(net, data, batch_size=16)
+    assert labels.shape == (64,)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
