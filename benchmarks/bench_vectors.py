@@ -17,8 +17,17 @@ nothing was tuned on: a check on settings chosen on MNIST.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from _common import command_line, device_name, summarise, timed_run, write_json
+from _common import (
+    command_line,
+    device_name,
+    score_row,
+    summarise,
+    timed_run,
+    write_json,
+)
 from sklearn import datasets
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
@@ -71,6 +80,9 @@ def main(argv=None):
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-epochs", default="auto")
+    parser.add_argument(
+        "--n-init", type=int, default=1, help="IICClustering's restarts"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="also write the runs here")
     args = parser.parse_args(argv)
@@ -98,12 +110,23 @@ def main(argv=None):
                         k,
                         augmentation=AUGMENTATIONS[aug](),
                         max_epochs=epochs,
+                        n_init=args.n_init,
                         device=args.device,
                         random_state=seed,
                     )
                     return make_pipeline(preprocess(), model)
 
-                mine.append(timed_run(f"{name}: IIC, {aug}", seed, iic, X, y))
+                start = time.perf_counter()
+                pipeline = iic()
+                labels = pipeline.fit_predict(X)
+                seconds = time.perf_counter() - start
+                loss = float(pipeline[-1].loss_)
+                mine.append(
+                    score_row(
+                        f"{name}: IIC, {aug}", seed, seconds, labels, y,
+                        note=f"  loss {loss:.4f}", loss=loss,
+                    )
+                )  # fmt: skip
         rows += mine
     summarise(
         rows, ", ".join(args.sets), device_name(args.device), command_line(), "time"

@@ -226,6 +226,7 @@ def test_bench_vectors_compares_the_second_views(tmp_path, capsys):
         "iris: IIC, adversarial",
     ]
     assert runs[0]["matched_accuracy"] > 0.8  # KMeans on standardised iris
+    assert "loss" not in runs[0] and all(np.isfinite(r["loss"]) for r in runs[1:])
     assert all(r["n_clusters_used"] >= 2 for r in runs)
     assert "| iris: IIC, adversarial | 1 |" in capsys.readouterr().out
 
