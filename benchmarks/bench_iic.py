@@ -12,7 +12,9 @@ with the baselines KMeans and PCA(50)+KMeans from the same run. With the vector
 model the run also fits ``PCA(50) + SpectralClustering(10)`` on the same
 10-nearest-neighbour graph from which IIC draws its second views, and prints
 how many of those neighbour pairs share a label: together they show how far
-the neighbour views themselves can take a clustering.
+the neighbour views themselves can take a clustering. ``--models
+pca-adversarial`` adds the same pipeline with
+``IICClustering(10, augmentation=VirtualAdversarial())``.
 """
 
 from __future__ import annotations
@@ -33,12 +35,17 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 
 from skiic import IICClustering
+from skiic.augment import VirtualAdversarial
 
 
 def main(argv=None):
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=["images", "pca"], choices=["images", "pca"]
+        "--models",
+        nargs="+",
+        default=["images", "pca"],
+        choices=["images", "pca", "pca-adversarial"],
+        help="pca-adversarial: the PCA pipeline with VirtualAdversarial() views",
     )
     parser.add_argument("--max-epochs", default="auto")
     parser.add_argument(
@@ -56,8 +63,10 @@ def main(argv=None):
     if args.n_init is not None:
         extra["n_init"] = args.n_init
 
-    def iic(seed):
-        return IICClustering(10, device=args.device, random_state=seed, **extra)
+    def iic(seed, **params):
+        return IICClustering(
+            10, device=args.device, random_state=seed, **extra, **params
+        )
 
     print(f"{name}: {len(X)} samples, device {device_name(args.device)}", flush=True)
     if "pca" in args.models:
@@ -79,6 +88,20 @@ def main(argv=None):
                     y,
                 )
             )
+        if "pca-adversarial" in args.models:
+            rows.append(
+                timed_run(
+                    f"PCA({n_pca}) + IICClustering(10), adversarial",
+                    seed,
+                    lambda: make_pipeline(
+                        PCA(n_pca, random_state=seed),
+                        iic(seed, augmentation=VirtualAdversarial()),
+                    ),
+                    flat,
+                    y,
+                )
+            )
+        if "pca" in args.models:
             rows.append(
                 timed_run(
                     f"PCA({n_pca}) + SpectralClustering(10)",

@@ -107,7 +107,8 @@ def test_bench_iic_vectors_with_spectral_baseline(tmp_path, capsys):
     bench_iic.main(
         [
             "--n-samples", "300", "--seeds", "0", "--models", "pca",
-            "--pca", "10", "--max-epochs", "1", "--json", str(out),
+            "pca-adversarial", "--pca", "10", "--max-epochs", "1",
+            "--json", str(out),
         ]
     )  # fmt: skip
     methods = [r["method"] for r in json.loads(out.read_text())["runs"]]
@@ -115,6 +116,7 @@ def test_bench_iic_vectors_with_spectral_baseline(tmp_path, capsys):
         "KMeans(10)",
         "PCA(10) + KMeans(10)",
         "PCA(10) + IICClustering(10)",
+        "PCA(10) + IICClustering(10), adversarial",
         "PCA(10) + SpectralClustering(10)",
     ]
     printed = capsys.readouterr().out
