@@ -169,16 +169,42 @@ class _BaseDeepEstimator(BaseEstimator):
         if isinstance(self.augmentation, type):
             # A class passes the ``callable`` constraint, then fails deep in
             # training with an unrelated message.
-            name = self.augmentation.__name__
-            raise InvalidParameterError(
-                f"The 'augmentation' parameter of {type(self).__name__} must be "
-                f"an instance, not the class {name}: pass augmentation={name}()."
-            )
+            raise InvalidParameterError(self._class_augmentation_message())
         if self.augmentation == "auto":
             return (
                 ImageAugmentation() if image_shape is not None else VectorAugmentation()
             )
+        if isinstance(self.augmentation, ImageAugmentation) and image_shape is None:
+            raise ValueError(
+                f"augmentation={self.augmentation!r} transforms images, but X holds "
+                "vectors: pass images of shape (n, C, H, W), or flat images with "
+                "input_shape=(C, H, W); for vectors use VectorAugmentation() or "
+                "'auto'."
+            )
         return self.augmentation
+
+    def _class_augmentation_message(self):
+        """Why ``augmentation`` (a class) is rejected, and what would work."""
+        cls, owner = self.augmentation, type(self).__name__
+        name = cls.__name__
+        accepted = [
+            c
+            for c in self._parameter_constraints["augmentation"]
+            if isinstance(c, type)
+        ]
+        # Instances qualify when callable or of a class the constraints name.
+        callable_instances = any("__call__" in vars(k) for k in cls.__mro__)
+        if callable_instances or issubclass(cls, tuple(accepted)):
+            return (
+                f"The 'augmentation' parameter of {owner} must be an instance, "
+                f"not the class {name}: pass augmentation={name}()."
+            )
+        return (
+            f"The 'augmentation' parameter of {owner} got the class {name}, and "
+            f"{owner} does not accept {name} instances either: pass a callable "
+            "instance (such as ImageAugmentation() or VectorAugmentation()), "
+            "None or 'auto'."
+        )
 
     def _place(self, X, device):
         """The samples on the device, or streamed when over ``device_memory_limit``."""

@@ -72,12 +72,13 @@ class IICClustering(
         sub-heads they are the candidates for prediction, and the one with
         the lowest loss on the training data wins. Cheap, and it rescues
         trainings whose heads settled in a poor local optimum; 0 keeps the
-        trained sub-heads only. ``"auto"`` fits 50, except with
-        :class:`~skiic.augment.VirtualAdversarial` views, where it fits none:
-        a fresh head never sees the consistency term that shapes such a
-        partition, and on frozen features a sample and its adversarial view
-        are so close that the IIC loss favours any confident, balanced
-        partition over the trained one.
+        trained sub-heads only. ``"auto"`` fits 50, except when each sample
+        is paired with its own :class:`~skiic.augment.VirtualAdversarial`
+        view (``n_neighbors`` 0 or ``"auto"``), where it fits none: a fresh
+        head never sees the consistency term that shapes such a partition,
+        and on frozen features a sample and its adversarial view are so close
+        that the IIC loss favours any confident, balanced partition over the
+        trained one.
     n_init : int, default=1
         Independent trainings from different initialisations; the one whose
         selected head reaches the lowest loss is kept (as in ``KMeans``).
@@ -149,8 +150,8 @@ class IICClustering(
         Loss (with ``alpha``) of the selected head on the training data.
     head_losses_ : ndarray of shape (n_heads + n_fresh,)
         Loss of every candidate head of the kept initialisation: the trained
-        main sub-heads first, then the ``n_fresh`` fresh heads (``n_head_inits``
-        once ``"auto"`` is resolved).
+        main sub-heads first, then the fresh heads (``n_fresh`` of them:
+        ``n_head_inits``, with ``"auto"`` resolved to 50 or 0).
     best_head_ : int
         Index in ``head_losses_`` of the head used for prediction.
     history_ : skorch.history.History
@@ -362,10 +363,12 @@ class IICClustering(
         return selection, module.to("cpu"), history, labels, data.streamed
 
     def _resolve_head_inits(self):
-        """``n_head_inits``: "auto" fits none with adversarial views, else 50."""
+        """``n_head_inits``: "auto" fits none when each sample is paired with
+        its own adversarial view, else 50."""
         if self.n_head_inits != "auto":
             return self.n_head_inits
-        return 0 if isinstance(self._augment, VirtualAdversarial) else _AUTO_HEAD_INITS
+        own_view = isinstance(self._augment, VirtualAdversarial)
+        return 0 if own_view and self._n_neighbors == 0 else _AUTO_HEAD_INITS
 
     def predict(self, X):
         """Assign each sample of ``X`` to a cluster.

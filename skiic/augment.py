@@ -241,9 +241,10 @@ class VirtualAdversarial(_Settings):
     and adds ``weight`` times the divergence ``KL(p(x) || p(x + r))`` to the
     IIC loss. With ``n_neighbors > 0`` in the estimator the adversarial view
     is that of the sample's neighbour, and the divergence compares the
-    sample's prediction with it. The estimator then predicts with one of its
-    trained sub-heads (``n_head_inits="auto"`` fits no fresh heads on such
-    views). Unlike the other augmentations it needs the
+    sample's prediction with it. When each sample is paired with its own
+    adversarial view, the estimator predicts with one of its trained
+    sub-heads unless ``n_head_inits`` asks for fresh ones (``"auto"`` fits
+    none). Unlike the other augmentations it needs the
     network, so it is not a plain function of a batch. The probe passes of
     the power iteration leave the network's BatchNorm running statistics
     unchanged, as in Miyato et al.'s code.

@@ -45,9 +45,27 @@ def test_sklearn_compatible_estimator(estimator, check):
 )
 def test_augmentation_class_instead_of_instance(cls, augmentation):
     # A class is callable, so it passes the parameter constraint; it must
-    # still be rejected up front, naming the fix.
+    # still be rejected up front, naming the fix where there is one.
     estimator = cls(**{**INIT_PARAMS[cls], "augmentation": augmentation})
-    X = np.random.default_rng(0).random((40, 4))
+    shape = (40, 1, 8, 8) if augmentation is ImageAugmentation else (40, 4)
+    X = np.random.default_rng(0).random(shape)
     name = augmentation.__name__
-    with pytest.raises(ValueError, match=rf"instance.*augmentation={name}\(\)"):
+    if augmentation is VirtualAdversarial and cls is not IICClustering:
+        # only IICClustering takes VirtualAdversarial views
+        message = rf"does not accept {name} instances either"
+    else:
+        message = rf"instance.*augmentation={name}\(\)"
+    with pytest.raises(ValueError, match=message):
+        estimator.fit(X)
+    # and the fix it names works
+    if "either" not in message:
+        fixed = cls(**{**INIT_PARAMS[cls], "augmentation": augmentation()})
+        fixed.set_params(max_epochs=1).fit(X)
+
+
+@pytest.mark.parametrize("cls", list(INIT_PARAMS), ids=lambda cls: cls.__name__)
+def test_image_augmentation_on_vectors_is_rejected(cls):
+    estimator = cls(**{**INIT_PARAMS[cls], "augmentation": ImageAugmentation()})
+    X = np.random.default_rng(0).random((40, 4))
+    with pytest.raises(ValueError, match=r"transforms images, but X holds vectors"):
         estimator.fit(X)

@@ -77,6 +77,8 @@ def test_virtual_adversarial_views_on_vectors(blobs):
     # neighbours can still be asked for: the adversarial view of a neighbour
     paired = IICClustering(4, augmentation=vat, n_neighbors=5, **FAST).fit(X)
     assert paired._n_neighbors == 5 and np.isfinite(paired.loss_)
+    # a neighbour's adversarial view is another point: "auto" fits fresh heads
+    assert paired.head_losses_.shape == (2 + 50,)
     # and fresh heads, when asked for by number
     fresh = IICClustering(4, augmentation=vat, n_head_inits=3, **FAST).fit(X)
     assert fresh.head_losses_.shape == (2 + 3,)
