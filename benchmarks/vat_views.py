@@ -91,8 +91,10 @@ def probe_statistics(net, data, batch_size, xi=10.0, seed=0):
 
     A copy of ``net`` whose BatchNorm layers average (cumulatively) the
     batch statistics of the clean batches and of probe batches, ``x + xi *
-    d`` with ``d`` a random unit direction, as the prototype's training
-    accumulated them with ``bn="contaminated"``; the weights stay as trained.
+    d`` with ``d`` a random unit direction; the weights stay as trained. An
+    approximation of what training with ``bn="contaminated"`` accumulates (a
+    moving average over four passes per step: clean, probe, clean and
+    adversarial), which weighs the probe passes less.
     """
     probe_net = copy.deepcopy(net)
     for module in probe_net.modules():
