@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -56,28 +57,15 @@ def _entropy(p):
     return -(p * torch.log(p + 1e-8)).sum(dim=-1)
 
 
-def adversarial_view(net, x, eps, xi=10.0, bn="contaminated"):
+def adversarial_view(net, x, eps, xi=10.0):
     """``x`` moved by ``eps`` (per sample) along one power iteration of VAT.
 
-    ``skiic.augment.VirtualAdversarial.perturb``. With ``bn="contaminated"``
-    it goes through a plain callable, so, as when this prototype's first
-    figures were taken, the probe passes update the BatchNorm running
-    statistics that the evaluation uses (see docs/benchmarks.md, "Virtual
-    adversarial views for vectors"); with ``bn="clean"`` they do not.
+    ``skiic.augment.VirtualAdversarial.perturb`` through a plain callable, so
+    its passes update BatchNorm's running statistics unless the caller keeps
+    them (``train`` with ``bn="clean"``; see docs/benchmarks.md, "Virtual
+    adversarial views for vectors").
     """
-    forward = (lambda z: [net(z)]) if bn == "contaminated" else _ListOut(net)
-    return VirtualAdversarial(xi=xi).perturb(forward, x, eps)
-
-
-class _ListOut(nn.Module):
-    """``net`` with its output in a list, as ``perturb`` expects of a forward."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, z):
-        return [self.net(z)]
+    return VirtualAdversarial(xi=xi).perturb(lambda z: [net(z)], x, eps)
 
 
 def _predict(net, data):
@@ -121,6 +109,9 @@ def train(
     backbone = MLPBackbone(data.shape[1], (512, 512))
     net = nn.Sequential(backbone, nn.Linear(backbone.out_features, 10)).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    # With bn="clean" only the clean batches set the running statistics, as
+    # in IMSAT's code.
+    kept = _running_stats_kept if bn == "clean" else (lambda _: nullcontext())
     n = len(data)
     for _ in range(epochs):
         net.train()
@@ -128,15 +119,11 @@ def train(
         for start in range(0, n - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]
             x = data[idx]
-            x_adv = adversarial_view(net, x, eps[idx], bn=bn)
+            with kept(net):
+                x_adv = adversarial_view(net, x, eps[idx])
             logits = net(x)
-            if bn == "contaminated":
+            with kept(net):
                 logits_adv = net(x_adv)
-            else:
-                # Only the clean batches set the running statistics, as in
-                # IMSAT's code.
-                with _running_stats_kept(net):
-                    logits_adv = net(x_adv)
             consistency = kl_divergence(logits.detach(), logits_adv)
             p = logits.softmax(dim=1)
             if objective == "iic":

@@ -168,17 +168,22 @@ def test_purity_counts_each_cluster_as_its_majority_class():
     assert iic_heads.purity(y, np.array([0, 0, 0, 1, 1, 1])) == pytest.approx(4 / 6)
 
 
-def test_vat_views_runs_both_objectives(tmp_path, capsys):
+def _vat_views_runs(tmp_path, *options):
+    """The rows ``vat_views.py`` writes on 300 digits, PCA(10), one epoch."""
     import vat_views
 
     out = tmp_path / "vat.json"
     vat_views.main(
         [
             "--n-samples", "300", "--seeds", "0", "--pca", "10", "--epochs", "1",
-            "--json", str(out),
+            *options, "--json", str(out),
         ]
     )  # fmt: skip
-    runs = json.loads(out.read_text())["runs"]
+    return json.loads(out.read_text())["runs"]
+
+
+def test_vat_views_runs_both_objectives(tmp_path, capsys):
+    runs = _vat_views_runs(tmp_path)
     assert [r["method"] for r in runs] == [
         "PCA(10) + KMeans(10)",
         "PCA(10) + VAT views, iic",
@@ -256,16 +261,7 @@ def test_head_selection_diagnostic_sees_every_candidate(tmp_path, capsys):
 
 
 def test_vat_views_with_clean_statistics_scores_both_evaluations(tmp_path):
-    import vat_views
-
-    out = tmp_path / "vat.json"
-    vat_views.main(
-        [
-            "--n-samples", "300", "--seeds", "0", "--pca", "10", "--epochs", "1",
-            "--objective", "iic", "--bn", "clean", "--json", str(out),
-        ]
-    )  # fmt: skip
-    runs = json.loads(out.read_text())["runs"]
+    runs = _vat_views_runs(tmp_path, "--objective", "iic", "--bn", "clean")
     assert [r["method"] for r in runs] == [
         "PCA(10) + KMeans(10)",
         "PCA(10) + VAT views, iic, clean BN",
