@@ -56,10 +56,18 @@ def load(data, n_samples=None):
     return X.astype(np.float32), y, name
 
 
-def device_name(device):
+def resolve_device(device="auto"):
+    """``"auto"``: CUDA when available, else the CPU; any other string as given."""
     import torch
 
-    from skiic._engine import resolve_device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def device_name(device):
+    """A readable name of the device that ``device`` (an estimator's setting) means."""
+    import torch
 
     dev = resolve_device(device)
     if dev.type == "cuda":
