@@ -12,10 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from ._cli_io import InputError, out_path, read_data, read_labels
+
+# torch, scikit-learn and the estimators are imported inside the functions
+# that train, so that --help, usage errors and unreadable files are answered
+# at once.
 
 __all__ = ["demo", "main"]
 
@@ -24,12 +30,7 @@ METHODS = {
     "deepcluster": "DeepClusterEstimator",
     "ae-kmeans": "AutoEncoderEmbedder + KMeans",
 }
-DATA_SUFFIXES = (".npy", ".npz", ".csv", ".txt")
 EXIT_USAGE, EXIT_TRAINING = 2, 1
-
-
-class InputError(Exception):
-    """A problem with the command's input, reported as one line."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +73,7 @@ def demo(random_state: int = 0, device: str = "auto", out=None) -> list[dict]:
     from sklearn.datasets import load_digits
 
     from skiic import IICClustering
-    from skiic._engine import resolve_device
+    from skiic._device import resolve_device
     from skiic.metrics import matched_accuracy, nmi
 
     out = sys.stdout if out is None else out
@@ -121,8 +122,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def cluster(args: argparse.Namespace, out=None) -> int:
     """Run ``skiic cluster`` with parsed arguments; return the exit status."""
-    from skiic.metrics import matched_accuracy, nmi
-
     out = sys.stdout if out is None else out
     X, labels_true, source = read_data(args.data, key=args.key)
     if args.labels is not None:
@@ -130,13 +129,15 @@ def cluster(args: argparse.Namespace, out=None) -> int:
         source_labels = args.labels
     else:
         source_labels = f"{args.data} (array 'y')" if labels_true is not None else None
-    X, input_shape = check_samples(X, args.input_shape, name=args.data)
+    # Before training, rather than after it when the scores are due.
     if labels_true is not None and labels_true.shape[0] != X.shape[0]:
         raise InputError(
             f"{source_labels} has {labels_true.shape[0]} labels for "
             f"{X.shape[0]} samples."
         )
-    out_path = _out_path(args.out)
+    labels_path = out_path(args.out, args.data, _labels_file(args.labels))
+    with _estimator_errors(source):
+        input_shape = _image_shape(X, args.input_shape)
     kind = f"images of shape {input_shape}" if input_shape else "vectors"
     print(
         f"read {source}: {X.shape[0]} samples, {kind}"
@@ -150,115 +151,23 @@ def cluster(args: argparse.Namespace, out=None) -> int:
     print(f"fitting {METHODS[args.method]} with {args.n_clusters} clusters", file=out)
     out.flush()
     start = time.perf_counter()
-    labels = np.asarray(model.fit_predict(X))
+    with _estimator_errors(source):  # NaN, too few samples, a bad --device ...
+        labels = np.asarray(model.fit_predict(X))
     seconds = time.perf_counter() - start
 
     found, sizes = np.unique(labels, return_counts=True)
     print(f"done in {seconds:.1f} s: {found.size} clusters found", file=out)
     print("cluster sizes: " + " ".join(str(size) for size in sizes), file=out)
     if labels_true is not None:
+        from skiic.metrics import matched_accuracy, nmi
+
         accuracy = matched_accuracy(labels_true, labels)
         print(f"NMI: {nmi(labels_true, labels):.3f}", file=out)
         print(f"matched accuracy: {accuracy:.3f}", file=out)
-    if out_path is not None:
-        np.save(out_path, labels)
-        print(f"labels written to {out_path}", file=out)
+    if labels_path is not None:
+        np.save(labels_path, labels)
+        print(f"labels written to {labels_path}", file=out)
     return 0
-
-
-def read_data(path: str, *, key: str | None = None):
-    """Read samples from a .npy, .npz or .csv/.txt file.
-
-    Returns ``(X, y, source)``: ``y`` is the npz array ``y`` when the file has
-    one next to the data (else ``None``), ``source`` names what was read.
-    """
-    file = _existing(path)
-    suffix = file.suffix.lower()
-    if key is not None and suffix != ".npz":
-        raise InputError(f"--key applies to .npz files only; {path} is {suffix}.")
-    if suffix == ".npy":
-        return _load_npy(file), None, path
-    if suffix == ".npz":
-        with _open_npz(file) as archive:
-            names = list(archive.files)
-            if key is None:
-                key = _default_key(names, path)
-            elif key not in names:
-                raise InputError(
-                    f"{path} has no array {key!r}; it holds {_listing(names)}."
-                )
-            X = archive[key]
-            y = archive["y"] if "y" in names and key != "y" else None
-        return X, y, f"{path} (array {key!r})"
-    if suffix in (".csv", ".txt"):
-        return _load_text(file), None, path
-    raise InputError(
-        f"cannot read {path}: unsupported file type {suffix or '(none)'!r}; "
-        f"use {', '.join(DATA_SUFFIXES)}."
-    )
-
-
-def read_labels(spec: str, data_path: str):
-    """Labels from a file, or from an array of the data's .npz named ``spec``."""
-    if Path(data_path).suffix.lower() == ".npz" and not Path(spec).exists():
-        with _open_npz(_existing(data_path)) as archive:
-            if spec in archive.files:
-                return _as_labels(archive[spec], f"{data_path} (array {spec!r})")
-            raise InputError(
-                f"--labels {spec}: no such file, nor an array of {data_path} "
-                f"(it holds {_listing(archive.files)})."
-            )
-    file = _existing(spec)
-    suffix = file.suffix.lower()
-    if suffix == ".npy":
-        labels = _load_npy(file)
-    elif suffix in (".csv", ".txt"):
-        labels = _load_text(file)
-    elif suffix == ".npz":
-        with _open_npz(file) as archive:
-            names = list(archive.files)
-            key = "y" if "y" in names else _default_key(names, spec)
-            labels = archive[key]
-    else:
-        raise InputError(
-            f"cannot read labels from {spec}: unsupported file type {suffix!r}; "
-            "use .npy, .npz or .csv."
-        )
-    return _as_labels(labels, spec)
-
-
-def check_samples(X, input_shape, *, name):
-    """Check the array and work out the image shape; return ``(X, shape)``."""
-    X = np.asarray(X)
-    if X.dtype.kind not in "biuf":
-        raise InputError(f"{name} must hold numbers; got dtype {X.dtype}.")
-    if X.ndim not in (2, 3, 4):
-        raise InputError(
-            f"{name} holds an array of shape {X.shape}; expected 2-D "
-            "(samples, features), 3-D (samples, H, W) or 4-D (samples, C, H, W)."
-        )
-    if X.shape[0] == 0 or X[0].size == 0:
-        raise InputError(f"{name} holds no data (shape {X.shape}).")
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
-        where = np.argwhere(~np.isfinite(X))[0]
-        raise InputError(
-            f"{name} contains NaN or infinity (first at sample {where[0]})."
-        )
-    sample_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
-    if input_shape is not None:
-        if X.ndim == 2 and int(np.prod(input_shape)) != X.shape[1]:
-            raise InputError(
-                f"--input-shape {_shape_text(input_shape)} needs "
-                f"{int(np.prod(input_shape))} values per sample; {name} has "
-                f"{X.shape[1]}."
-            )
-        if X.ndim > 2 and tuple(input_shape) != sample_shape:
-            raise InputError(
-                f"--input-shape {_shape_text(input_shape)} does not match the "
-                f"images in {name}, of shape {_shape_text(sample_shape)}."
-            )
-        return X, tuple(input_shape)
-    return X, (sample_shape if X.ndim > 2 else None)
 
 
 def build_model(args: argparse.Namespace, flat_images=None):
@@ -389,22 +298,29 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(command, args) -> int:
     """Run ``command(args)``; report known failures in one line on stderr."""
-    from skiic.exceptions import TrainingError
-
     try:
         return command(args)
     except InputError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except TrainingError as exc:
-        return _fail(f"training failed: {exc}", EXIT_TRAINING)
     except ValueError as exc:
-        # scikit-learn's and skiic's input validation: the message names the
-        # problem (n_clusters > n_samples, an unknown device ...).
+        # scikit-learn's and skiic's input validation outside a fit (the
+        # demo's device ...): the message names the problem.
         return _fail(str(exc), EXIT_USAGE)
+    except RuntimeError as exc:
+        from skiic.exceptions import TrainingError  # imports scikit-learn
+
+        if not isinstance(exc, TrainingError):
+            raise
+        return _fail(f"training failed: {exc}", EXIT_TRAINING)
     except MemoryError:
         return _fail("out of memory; try a smaller data set or --device cuda", 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+
+
+def _labels_file(spec: str | None) -> str | None:
+    """The file ``--labels`` names, or None (none given, or an array name)."""
+    return spec if spec is not None and Path(spec).exists() else None
 
 
 def _fail(message: str, status: int) -> int:
@@ -413,111 +329,28 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
-def _existing(path: str) -> Path:
-    file = Path(path)
-    if not file.exists():
-        raise InputError(f"no such file: {path}")
-    if file.is_dir():
-        raise InputError(f"{path} is a directory, not a data file.")
-    return file
+@contextmanager
+def _estimator_errors(source: str):
+    """Report the estimators' own input checks on ``source`` as an InputError.
 
-
-def _load_npy(file: Path):
-    _check_magic(file, b"\x93NUMPY", "a NumPy .npy file")
+    Their ValueError or TypeError (NaN or infinity, fewer samples than
+    clusters, ``--input-shape`` that does not fit, an unknown device) becomes
+    one line: its first, as scikit-learn adds advice for other uses below it.
+    """
     try:
-        return np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read {file} as .npy: {exc}") from None
+        yield
+    except (ValueError, TypeError) as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise InputError(f"cannot cluster {source}: {lines[0]}") from None
 
 
-def _open_npz(file: Path):
-    _check_magic(file, b"PK", "a NumPy .npz (zip) file")
-    try:
-        return np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read {file} as .npz: {exc}") from None
+def _image_shape(X, input_shape):
+    """``(C, H, W)`` of image samples, else ``None``, as the estimators see them."""
+    from skiic._validation import check_image_shape
 
-
-def _check_magic(file: Path, magic: bytes, what: str) -> None:
-    """Refuse a file that does not start as ``what`` does, before numpy reads it."""
-    try:
-        with open(file, "rb") as handle:
-            start = handle.read(len(magic))
-    except OSError as exc:
-        raise InputError(f"cannot read {file}: {exc.strerror}") from None
-    if start != magic:
-        raise InputError(f"cannot read {file}: it is not {what}.")
-
-
-def _load_text(file: Path):
-    """Numbers separated by commas (or whitespace), with an optional header."""
-    try:
-        with open(file, encoding="utf-8") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {file} as text: {exc}") from None
-    delimiter = "," if "," in first else None
-    fields = [field.strip() for field in first.split(delimiter) if field.strip()]
-    header = not any(_is_number(field) for field in fields)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            data = np.loadtxt(file, delimiter=delimiter, skiprows=int(header), ndmin=2)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read numbers from {file}: {exc}") from None
-    if data.size == 0:
-        raise InputError(f"{file} holds no data.")
-    return data
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _default_key(names: list[str], path: str) -> str:
-    if len(names) == 1:
-        return names[0]
-    if "X" in names:
-        return "X"
-    raise InputError(
-        f"{path} holds {_listing(names)}; choose the data with --key NAME."
-    )
-
-
-def _as_labels(labels, source: str):
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and 1 in labels.shape:
-        labels = labels.ravel()
-    if labels.ndim != 1:
-        raise InputError(
-            f"labels in {source} must be one column; got shape {labels.shape}."
-        )
-    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise InputError(f"labels in {source} contain NaN or infinity.")
-    return labels
-
-
-def _listing(names) -> str:
-    return "arrays " + ", ".join(repr(name) for name in names) if names else "nothing"
-
-
-def _out_path(out: str | None) -> Path | None:
-    if out is None:
-        return None
-    path = Path(out)
-    if path.suffix != ".npy":
-        path = path.with_name(path.name + ".npy")  # what np.save would write
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {out}: no directory {path.parent}.")
-    return path
-
-
-def _shape_text(shape) -> str:
-    return ",".join(str(size) for size in shape)
+    given_shape = {3: (1, *X.shape[1:]), 4: tuple(X.shape[1:])}.get(X.ndim)
+    n_features = int(np.prod(X.shape[1:]))
+    return check_image_shape(input_shape, given_shape, n_features)
 
 
 def _positive_int(text: str) -> int:

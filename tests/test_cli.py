@@ -103,6 +103,10 @@ def bad_inputs(tmp_path):
     (tmp_path / "text.npy").write_text("not numpy")
     (tmp_path / "letters.csv").write_text("1,2\n3,oops\n")
     (tmp_path / "nan.csv").write_text("1,2\n3,nan\n")
+    images = X.reshape(-1, 1, 1, 2).copy()
+    images[3, 0, 0, 1] = np.inf
+    np.save(tmp_path / "inf_images.npy", images)
+    np.save(tmp_path / "empty_images.npy", np.zeros((0, 1, 8, 8)))
     (tmp_path / "data.parquet").write_text("")
     X_text = X.astype(str)
     np.save(tmp_path / "strings.npy", X_text)
@@ -110,14 +114,17 @@ def bad_inputs(tmp_path):
         (["missing.npy"], "no such file: "),
         (["text.npy"], "is not a NumPy .npy file"),
         (["letters.csv"], "cannot read numbers from"),
-        (["nan.csv"], "contains NaN or infinity (first at sample 1)"),
+        (["nan.csv"], "cannot cluster nan.csv: Input X contains NaN."),
+        (["inf_images.npy"], "cannot cluster inf_images.npy: Input X contains inf"),
+        (["empty_images.npy"], "holds no data (shape (0, 1, 8, 8))"),
         (["data.parquet"], "unsupported file type '.parquet'"),
         (["strings.npy"], "must hold numbers"),
         (["vector.npy"], "holds an array of shape (20,); expected 2-D"),
         (["two.npz"], "choose the data with --key NAME"),
         (["two.npz", "--key", "c"], "has no array 'c'"),
         (["X.npy", "--key", "X"], "--key applies to .npz files only"),
-        (["X.npy", "--input-shape", "1,3,3"], "needs 9 values per sample"),
+        (["X.npy", "--input-shape", "1,3,3"], "describes 9 values per sample"),
+        (["inf_images.npy", "--input-shape", "1,2,1"], "does not match the shape"),
         (["X.npy", "--labels", tmp_path / "y_short.npy"], "has 5 labels for 20"),
         (["X.npy", "-k", "50"], "n_samples=20 should be >= n_clusters=50"),
         (["X.npy", "-o", tmp_path / "nowhere" / "l.npy"], "no directory"),
@@ -153,16 +160,33 @@ def test_bad_arguments_exit_with_usage(capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-def test_training_failure_is_one_line(capsys, tmp_path):
-    # All samples equal: DeepCluster's features collapse to a point.
-    np.save(tmp_path / "same.npy", np.ones((30, 4)))
-    status, _, stderr = run(
-        capsys, "cluster", tmp_path / "same.npy", "-k", 2, "--method", "deepcluster",
-        *FAST,
-    )  # fmt: skip
+class _FailingModel:
+    """Stands in for an estimator whose fit raises ``error``."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def fit_predict(self, X):
+        raise self.error
+
+
+def test_training_failure_is_one_line(capsys, files, monkeypatch):
+    from skiic.exceptions import TrainingError
+
+    error = TrainingError("the loss is NaN at epoch 3;\ntry a smaller lr.")
+    monkeypatch.setattr("skiic._cli.build_model", lambda *args: _FailingModel(error))
+    status, _, stderr = run(capsys, "cluster", files / "X.npy", "-k", 2, *FAST)
     assert status == 1
-    assert stderr.startswith("skiic: error: training failed: ")
-    assert stderr.count("\n") == 1
+    assert stderr == (
+        "skiic: error: training failed: the loss is NaN at epoch 3; try a smaller lr.\n"
+    )
+
+
+def test_other_runtime_errors_keep_their_traceback(files, monkeypatch):
+    error = RuntimeError("a bug, not the user's input")
+    monkeypatch.setattr("skiic._cli.build_model", lambda *args: _FailingModel(error))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["cluster", str(files / "X.npy"), "-k", "2", *FAST])
 
 
 def test_demo_is_the_default_command(monkeypatch, capsys):
@@ -185,3 +209,64 @@ def test_python_m_skiic_help():
     )
     for option in ["--n-clusters", "--method", "--input-shape", "--labels", "--out"]:
         assert option in result.stdout
+
+
+def test_python_m_skiic_on_nan_data_is_one_line_without_traceback(tmp_path):
+    X = np.ones((10, 3))
+    X[4, 1] = np.nan
+    np.save(tmp_path / "nan.npy", X)
+    result = subprocess.run(
+        [sys.executable, "-m", "skiic", "cluster", "nan.npy", "-k", "2", *FAST],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    message = "skiic: error: cannot cluster nan.npy: Input X contains NaN."
+    assert result.returncode == 2
+    assert result.stderr == message + "\n"  # one line, no traceback
+    assert "fitting IICClustering" in result.stdout
+
+
+# A session that asks for help, makes a usage error and names a missing file.
+# torch and scikit-learn take seconds to import: none of this may import them.
+QUICK_ANSWERS = """
+import sys
+from skiic._cli import main
+
+for argv in (["cluster", "--help"], ["cluster", "X.npy", "--n-clusters", "0"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        assert exit.code == (0 if "--help" in argv else 2), argv
+assert main(["cluster", "missing.npy", "-k", "2"]) == 2
+print(sorted(name for name in ("torch", "sklearn") if name in sys.modules))
+"""
+
+# Stands in for skiic/__init__.py, so that the test checks the modules of the
+# command alone, whatever the package's __init__ imports.
+BARE_PACKAGE = """
+import importlib.util, sys, types
+
+package = types.ModuleType("skiic")
+package.__path__ = list(importlib.util.find_spec("skiic").submodule_search_locations)
+package.__version__ = "0"
+sys.modules["skiic"] = package
+"""
+
+
+def _imported_heavy_modules(code, cwd):
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]
+
+
+def test_cli_modules_answer_without_torch_or_sklearn(tmp_path):
+    assert _imported_heavy_modules(BARE_PACKAGE + QUICK_ANSWERS, tmp_path) == "[]"
+
+
+# Needs skiic/__init__.py to import the estimators lazily (a module-level
+# __getattr__): `skiic` and `python -m skiic` import the package first.
+def test_help_usage_errors_and_missing_files_are_answered_before_torch(tmp_path):
+    assert _imported_heavy_modules(QUICK_ANSWERS, tmp_path) == "[]"

@@ -1,6 +1,8 @@
 """Tests for skiic.metrics."""
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,3 +155,36 @@ def test_scorers_work_in_grid_search():
     ).fit(X, y)
     assert search.best_params_ == {"n_clusters": 3}
     assert search.best_score_ > 0.85
+
+
+def test_public_names():
+    import skiic.metrics
+
+    assert sorted(skiic.metrics.__all__) == [
+        "MatchedConfusionMatrixDisplay",
+        "cluster_mapping",
+        "matched_accuracy",
+        "matched_accuracy_scorer",
+        "matched_confusion_matrix",
+        "nmi",
+        "nmi_scorer",
+    ]
+    for name in skiic.metrics.__all__:
+        assert getattr(skiic.metrics, name) is not None
+
+
+def test_metrics_do_not_import_torch():
+    # A bare stand-in for skiic/__init__.py, which imports the estimators.
+    code = (
+        "import importlib.util, sys, types\n"
+        "package = types.ModuleType('skiic')\n"
+        "spec = importlib.util.find_spec('skiic')\n"
+        "package.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['skiic'] = package\n"
+        "import skiic.metrics\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

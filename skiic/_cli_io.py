@@ -1,0 +1,224 @@
+"""Files of the ``skiic cluster`` command: samples and labels read, output checked."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DATA_SUFFIXES", "InputError", "out_path", "read_data", "read_labels"]
+
+DATA_SUFFIXES = (".npy", ".npz", ".csv", ".txt")
+
+
+class InputError(Exception):
+    """A problem with the command's input, reported as one line."""
+
+
+def read_data(path: str, *, key: str | None = None):
+    """Read samples from a .npy, .npz or .csv/.txt file.
+
+    Returns ``(X, y, source)``: ``y`` is the npz array ``y`` when the file has
+    one next to the data (else ``None``), ``source`` names what was read.
+    ``X`` is a non-empty numeric array of 2 to 4 dimensions; its values (NaN,
+    infinity) and its fit to ``--input-shape`` are left to the estimators.
+    """
+    file = _existing(path)
+    suffix = file.suffix.lower()
+    if key is not None and suffix != ".npz":
+        raise InputError(f"--key applies to .npz files only; {path} is {suffix}.")
+    if suffix == ".npy":
+        return _as_samples(_load_npy(file), path), None, path
+    if suffix == ".npz":
+        with _open_npz(file) as archive:
+            names = list(archive.files)
+            if key is None:
+                key = _default_key(names, path)
+            elif key not in names:
+                raise InputError(
+                    f"{path} has no array {key!r}; it holds {_listing(names)}."
+                )
+            X = archive[key]
+            y = archive["y"] if "y" in names and key != "y" else None
+        return _as_samples(X, path), y, f"{path} (array {key!r})"
+    if suffix in (".csv", ".txt"):
+        return _as_samples(_load_text(file), path), None, path
+    raise InputError(
+        f"cannot read {path}: unsupported file type {suffix or '(none)'!r}; "
+        f"use {', '.join(DATA_SUFFIXES)}."
+    )
+
+
+def read_labels(spec: str, data_path: str):
+    """Labels from a file, or from an array of the data's .npz named ``spec``."""
+    if Path(data_path).suffix.lower() == ".npz" and not Path(spec).exists():
+        with _open_npz(_existing(data_path)) as archive:
+            if spec in archive.files:
+                return _as_labels(archive[spec], f"{data_path} (array {spec!r})")
+            raise InputError(
+                f"--labels {spec}: no such file, nor an array of {data_path} "
+                f"(it holds {_listing(archive.files)})."
+            )
+    file = _existing(spec)
+    suffix = file.suffix.lower()
+    if suffix == ".npy":
+        labels = _load_npy(file)
+    elif suffix in (".csv", ".txt"):
+        labels = _load_text(file)
+    elif suffix == ".npz":
+        with _open_npz(file) as archive:
+            names = list(archive.files)
+            key = "y" if "y" in names else _default_key(names, spec)
+            labels = archive[key]
+    else:
+        raise InputError(
+            f"cannot read labels from {spec}: unsupported file type {suffix!r}; "
+            "use .npy, .npz or .csv."
+        )
+    return _as_labels(labels, spec)
+
+
+def out_path(out: str | None, *inputs: str) -> Path | None:
+    """The file ``np.save`` will write for ``--out``, checked before any training.
+
+    The file must not be one of the ``inputs`` (the data or labels files) and
+    must be writable: an existing file is opened for appending, a new one is
+    created and removed again, so that a fit of minutes does not end in an
+    error it could have given at once.
+    """
+    if out is None:
+        return None
+    path = Path(out)
+    if path.suffix != ".npy":
+        path = path.with_name(path.name + ".npy")  # what np.save would write
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {out}: no directory {path.parent}.")
+    for given in inputs:
+        if given is not None and path.resolve() == Path(given).resolve():
+            raise InputError(
+                f"--out {out} is the input file {given}: writing the labels there "
+                "would overwrite it; choose another file."
+            )
+    if path.is_dir():
+        raise InputError(f"cannot write {out}: {path} is a directory.")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}.") from None
+    if not existed:
+        path.unlink()
+    return path
+
+
+def _existing(path: str) -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"no such file: {path}")
+    if file.is_dir():
+        raise InputError(f"{path} is a directory, not a data file.")
+    return file
+
+
+def _load_npy(file: Path):
+    _check_magic(file, b"\x93NUMPY", "a NumPy .npy file")
+    try:
+        return np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"cannot read {file} as .npy: {exc}") from None
+
+
+def _open_npz(file: Path):
+    _check_magic(file, b"PK", "a NumPy .npz (zip) file")
+    try:
+        return np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"cannot read {file} as .npz: {exc}") from None
+
+
+def _check_magic(file: Path, magic: bytes, what: str) -> None:
+    """Refuse a file that does not start as ``what`` does, before numpy reads it."""
+    try:
+        with open(file, "rb") as handle:
+            start = handle.read(len(magic))
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror}") from None
+    if start != magic:
+        raise InputError(f"cannot read {file}: it is not {what}.")
+
+
+def _load_text(file: Path):
+    """Numbers separated by commas (or whitespace), with an optional header."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {file} as text: {exc}") from None
+    delimiter = "," if "," in first else None
+    fields = [field.strip() for field in first.split(delimiter) if field.strip()]
+    header = not any(_is_number(field) for field in fields)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            data = np.loadtxt(file, delimiter=delimiter, skiprows=int(header), ndmin=2)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read numbers from {file}: {exc}") from None
+    if data.size == 0:
+        raise InputError(f"{file} holds no data.")
+    return data
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _default_key(names: list[str], path: str) -> str:
+    if len(names) == 1:
+        return names[0]
+    if "X" in names:
+        return "X"
+    raise InputError(
+        f"{path} holds {_listing(names)}; choose the data with --key NAME."
+    )
+
+
+def _as_samples(X, name: str):
+    """Refuse what is not an array of samples at all, before a model is built.
+
+    The estimators would take numeric strings as numbers, and answer a 1-D
+    array or an empty stack of images with a message about reshaping.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise InputError(f"{name} must hold numbers; got dtype {X.dtype}.")
+    if X.ndim not in (2, 3, 4):
+        raise InputError(
+            f"{name} holds an array of shape {X.shape}; expected 2-D "
+            "(samples, features), 3-D (samples, H, W) or 4-D (samples, C, H, W)."
+        )
+    if X.size == 0:
+        raise InputError(f"{name} holds no data (shape {X.shape}).")
+    return X
+
+
+def _as_labels(labels, source: str):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and 1 in labels.shape:
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise InputError(
+            f"labels in {source} must be one column; got shape {labels.shape}."
+        )
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise InputError(f"labels in {source} contain NaN or infinity.")
+    return labels
+
+
+def _listing(names) -> str:
+    return "arrays " + ", ".join(repr(name) for name in names) if names else "nothing"
