@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -13,9 +15,10 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from skorch.callbacks import EarlyStopping
 from torch import Tensor, nn
 
-from . import _engine
-from ._base import _BaseDeepEstimator, resolve_max_epochs
-from ._validation import Interval, StrOptions, _fit_context
+from . import _data, _distributed, _engine
+from ._base import FitPlan, _BaseDeepEstimator, resolve_max_epochs
+from ._device import forked_rng
+from ._validation import Interval, StrOptions
 from .networks import AutoEncoder, feature_width, make_decoder
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
@@ -35,6 +38,8 @@ class AutoEncoderEmbedder(
     non-linear map. Images get a convolutional encoder sized from their shape
     and a decoder that upsamples back to exactly that shape; vectors get a
     fully connected encoder and decoder.
+
+    Read more in the :ref:`User Guide <user_guide_autoencoder>`.
 
     Parameters
     ----------
@@ -85,10 +90,25 @@ class AutoEncoderEmbedder(
         batch size, 11 for MNIST's 70,000).
     batch_size : int, default=256
         Samples per optimiser step.
+    device_memory_limit : int, str or "auto", default="auto"
+        Largest training set, in bytes (or a string such as ``"2GB"``), that
+        is copied to the device whole; larger data stays in host memory, or in
+        its ``np.memmap``, and is streamed to the device batch by batch.
+        ``"auto"``: half of the free GPU memory on CUDA; on the CPU, arrays are
+        used in place and memmaps streamed.
     lr : float, default=1e-3
         Adam learning rate.
     device : str, default="auto"
         Torch device; ``"auto"`` picks CUDA when available, else the CPU.
+    devices : list of str, "process_group" or None, default=None
+        Train data-parallel, one process per listed device, e.g.
+        ``["cuda:0", "cuda:1"]`` (NCCL) or ``["cpu", "cpu"]`` (gloo): each
+        process reconstructs its shard of every global batch of
+        ``batch_size``, BatchNorm statistics and gradients are combined over
+        processes. Scripts that use it must guard their top level with
+        ``if __name__ == "__main__":``. ``"process_group"``: train on the
+        default process group that already exists (``torchrun``). ``None``
+        trains in this process on ``device``.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the batches, the augmentations and the
         validation split. Runs on the CPU with the same seed are identical.
@@ -105,6 +125,9 @@ class AutoEncoderEmbedder(
         ``valid_loss``.
     n_iter_ : int
         Epochs run.
+    streamed_ : bool
+        Whether the training data was streamed to the device batch by batch
+        instead of copied whole (see ``device_memory_limit``).
     input_shape_ : tuple of int or None
         Image shape the model was fitted on, ``None`` for vectors.
     n_features_in_ : int
@@ -179,8 +202,10 @@ class AutoEncoderEmbedder(
         module=None,
         max_epochs="auto",
         batch_size=256,
+        device_memory_limit="auto",
         lr=1e-3,
         device="auto",
+        devices=None,
         random_state=None,
         verbose=0,
     ):
@@ -195,47 +220,44 @@ class AutoEncoderEmbedder(
         self.module = module
         self.max_epochs = max_epochs
         self.batch_size = batch_size
+        self.device_memory_limit = device_memory_limit
         self.lr = lr
         self.device = device
+        self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the autoencoder on ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            Training data: vectors, flat images with ``input_shape``, images
-            (n, C, H, W), or one-channel images (n, H, W).
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : AutoEncoderEmbedder
-            The fitted estimator.
-        """
-        output_shape = _sample_shape_of(X)
-        X, image_shape = self._validate_fit_data(X)
-        self._fit_scaling(X, image_shape)
+    def _make_plan(self, X, image_shape, scaling):
         seed, split_seed = self._seeds(2)
         train, valid = self._split(X.shape[0], split_seed)
-        max_epochs = resolve_max_epochs(
-            self.max_epochs,
-            len(train),
-            self.batch_size,
-            target_steps=_AUTO_STEPS,
-            low=_AUTO_MIN_EPOCHS,
-            high=_AUTO_MAX_EPOCHS,
+        return _AutoEncoderPlan(
+            n_features=X.shape[1],
+            input_shape=image_shape,
+            scaling=scaling,
+            max_epochs=resolve_max_epochs(
+                self.max_epochs,
+                len(train),
+                self.batch_size,
+                target_steps=_AUTO_STEPS,
+                low=_AUTO_MIN_EPOCHS,
+                high=_AUTO_MAX_EPOCHS,
+            ),
+            augment=self._resolve_augmentation(image_shape),
+            train=train,
+            valid=valid,
+            seed=seed,
         )
-        device = self._fit_device()
-        scaled = self._scaled(X)
-        data = _engine.to_device(scaled[train], device, image_shape)
+
+    def _fit_core(self, X, plan, *, device, parallel=None):
+        """Train the autoencoder; the module comes back on the CPU.
+
+        Runs in the calling process, or in each process of a data-parallel run
+        (``parallel``).
+        """
+        parallel = parallel or _distributed.Parallel()
+        data = self._place(X, device, plan.scaling, plan.input_shape)
         callbacks = None
-        if valid is not None:
-            valid = _engine.to_device(scaled[valid], device, image_shape)
+        if plan.valid is not None:
             callbacks = [
                 (
                     "early_stopping",
@@ -248,19 +270,33 @@ class AutoEncoderEmbedder(
                     ),
                 )
             ]
-        objective = _ReconstructionObjective(
-            data, self._resolve_augmentation(image_shape), valid
-        )
-        with _engine.forked_rng(seed, device):
-            module = self._build_network(X.shape[1], image_shape)
-            module, history = self._train(
-                module, objective, len(train), device, max_epochs, callbacks
+        with forked_rng(plan.seed, device):
+            objective = _ReconstructionObjective(
+                data,
+                torch.from_numpy(plan.train).to(data.index_device),
+                plan.augment,
+                valid=None
+                if plan.valid is None
+                else torch.from_numpy(plan.valid).to(data.index_device),
+                parallel=parallel,
             )
-        self._output_shape = output_shape or (X.shape[1],)
-        self.module_ = module
-        self.history_ = history
-        self.n_iter_ = len(history)
-        return self
+            module = self._build_network(plan)
+            if parallel.active:
+                _distributed.convert_batchnorm(module, parallel, device)
+            module, history = self._train(
+                module,
+                objective,
+                len(plan.train),
+                device,
+                plan.max_epochs,
+                parallel=parallel,
+                callbacks=callbacks,
+            )
+            _distributed.revert_batchnorm(module)
+        return _AutoEncoderResult(module.to("cpu").eval(), history, data.streamed)
+
+    def _fitted_attributes(self, plan, result):
+        return {"streamed_": result.streamed}
 
     def transform(self, X):
         """Encode ``X`` into its codes.
@@ -359,10 +395,12 @@ class AutoEncoderEmbedder(
         order = check_random_state(seed).permutation(n_samples)
         return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
-    def _build_network(self, n_features, image_shape):
-        backbone = self._backbone(n_features, image_shape)
-        width = feature_width(backbone, self._sample_shape())
-        decoder = make_decoder(backbone, self.n_components, n_features, image_shape)
+    def _build_network(self, plan):
+        backbone = self._backbone(plan)
+        width = feature_width(backbone, plan.sample_shape)
+        decoder = make_decoder(
+            backbone, self.n_components, plan.n_features, plan.input_shape
+        )
         return AutoEncoder(
             backbone,
             width,
@@ -378,24 +416,59 @@ class AutoEncoderEmbedder(
         return (X * self._scale + self._offset).astype(np.float32, copy=False)
 
 
+@dataclass(frozen=True, eq=False)
+class _AutoEncoderPlan(FitPlan):
+    augment: object  # the resolved augmentation (callable or None)
+    train: np.ndarray  # indices of the training samples
+    valid: np.ndarray | None  # indices held out for early stopping, or None
+    seed: int  # torch seed of initialisation, batches and augmentations
+
+
+class _AutoEncoderResult(NamedTuple):
+    module: nn.Module  # the trained autoencoder, on the CPU
+    history: object  # skorch History
+    streamed: bool  # whether the data was streamed to the device
+
+
 class _ReconstructionObjective(_engine.Objective):
     """Mean squared error between the clean batch and its reconstruction.
 
-    With an augmentation the network encodes a corrupted copy of the batch
-    (denoising). With held-out data the error on it is recorded after each
-    epoch as ``valid_loss``, in evaluation mode and without corruption.
+    ``data`` is a resident or streamed data source (:mod:`skiic._data`) and
+    ``train`` the indices of the samples trained on. With an augmentation the
+    network encodes a corrupted copy of the batch (denoising). With held-out
+    indices ``valid`` the error on them is recorded after each epoch as
+    ``valid_loss``, in evaluation mode and without corruption. With
+    ``parallel`` each process reconstructs its shard of the global batch.
     """
 
-    def __init__(self, data: Tensor, augment, valid: Tensor | None = None) -> None:
+    def __init__(self, data, train: Tensor, augment, *, valid=None, parallel=None):
         super().__init__()
         self.data = data
+        self.train_idx = train
         self.augment = augment
         self.valid = valid
+        self.parallel = parallel or _distributed.Parallel()
 
-    def forward(self, module: nn.Module, idx: Tensor) -> Tensor:
-        clean = self.data[idx]
+    def batches(self, n_samples, batch_size, device):
+        positions = _data.DeviceBatches(
+            len(self.train_idx), batch_size, self.train_idx.device
+        )
+        return _data.Epochs(
+            lambda: self.data.load((self.train_idx[batch],) for batch in positions)
+        )
+
+    def forward(self, module: nn.Module, batch) -> Tensor:
+        _, (clean,) = batch
+        # Corrupted as one process would corrupt the global batch, then sharded.
         noisy = clean if self.augment is None else self.augment(clean)
-        return F.mse_loss(module(noisy).float().reshape(clean.shape), clean)
+        if not self.parallel.active:
+            return F.mse_loss(module(noisy).float().reshape(clean.shape), clean)
+        n_values = clean.numel()
+        clean, noisy = self.parallel.shard(clean), self.parallel.shard(noisy)
+        rec = module(noisy).float().reshape(clean.shape)
+        # The global mean: summed over processes, gradients flowing back.
+        error = self.parallel.all_reduce(F.mse_loss(rec, clean, reduction="sum"))
+        return error / n_values
 
     @torch.no_grad()
     def on_epoch_end(self, trainer: _engine.Trainer) -> None:
@@ -404,20 +477,12 @@ class _ReconstructionObjective(_engine.Objective):
         module = trainer.module_
         device = torch.device(trainer.device)
         module.eval()
-        total = torch.zeros((), device=device)
-        for chunk in self.valid.split(_engine.INFERENCE_BATCH):
-            with _engine.autocast(device, trainer.amp_dtype):
-                rec = module(chunk)
-            total += F.mse_loss(
-                rec.float().reshape(chunk.shape), chunk, reduction="sum"
-            )
+
+        def error_sum(x):
+            rec = module(x).float().reshape(x.shape)
+            return F.mse_loss(rec, x, reduction="sum").reshape(1)
+
+        sums = _data.map_samples(error_sum, self.data, device, self.valid)
         module.train()
-        trainer.history.record("valid_loss", float(total) / self.valid.numel())
-
-
-def _sample_shape_of(X):
-    """Shape of one sample of an image array (3-D or 4-D), else None."""
-    ndim = getattr(X, "ndim", None)
-    if ndim in (3, 4) and hasattr(X, "shape"):
-        return tuple(int(s) for s in X.shape[1:])
-    return None
+        n_values = len(self.valid) * self.data.take(self.valid[:1]).numel()
+        trainer.history.record("valid_loss", float(sums.sum()) / n_values)

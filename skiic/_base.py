@@ -1,16 +1,20 @@
-"""What the three estimators share on the scikit-learn side.
+"""The fit skeleton and what the three estimators share on the scikit-learn side.
 
-:class:`_BaseDeepEstimator` holds the common parameters and their constraints,
-turns input into scaled float32 samples (images or vectors), picks the device
-and the seeds, runs the training engine and batched inference, and declares
-honest tags. Subclasses write ``fit`` (decorated with ``_fit_context``) and the
-prediction methods on top of these helpers.
+:meth:`_BaseDeepEstimator.fit` is the one ``fit``: validate the input, make a
+*plan* (a frozen record of every resolved setting and seed, computed before any
+state changes), run the estimator's core where ``devices`` says (it returns a
+named result), check the result, and only then set every fitted attribute, in
+one place. A fit that raises, or is interrupted, leaves the estimator as it
+was. Each estimator supplies ``_make_plan``, ``_fit_core`` and
+``_fitted_attributes``; nothing travels between them through ``self``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,22 +23,52 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _distributed, _engine
+from . import _data, _device, _distributed, _engine
 from ._validation import (
     HasMethods,
     Interval,
     InvalidParameterError,
     StrOptions,
+    _fit_context,
     check_input,
     check_n_samples,
     chunked_stats,
+    user_stacklevel,
 )
 from .augment import ImageAugmentation, VectorAugmentation
+from .exceptions import ConvergenceWarning, TrainingError
 from .networks import make_backbone
 
 # n_neighbors="auto" for vector input: the second view is one of these
 # nearest neighbours of the sample (IIC's VirtualAdversarial views excepted).
 _AUTO_NEIGHBORS = 10
+
+
+@dataclass(frozen=True, eq=False)
+class Scaling:
+    """The input scaling learned at fit: samples become ``(x - offset) / scale``."""
+
+    offset: np.ndarray | np.float32
+    scale: np.float32
+
+
+@dataclass(frozen=True, eq=False)
+class FitPlan:
+    """Every setting of one fit, resolved before training changes any state.
+
+    Estimators extend it with their own fields (seeds, resolved ``"auto"``
+    values); the core reads the plan, never ``self``'s private attributes.
+    """
+
+    n_features: int
+    input_shape: tuple[int, int, int] | None
+    scaling: Scaling
+    max_epochs: int
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample as the network sees it."""
+        return self.input_shape if self.input_shape is not None else (self.n_features,)
 
 
 class _BaseDeepEstimator(BaseEstimator):
@@ -48,76 +82,125 @@ class _BaseDeepEstimator(BaseEstimator):
             StrOptions({"auto"}),
         ],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "device": [str],
+        "devices": [list, tuple, StrOptions({"process_group"}), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
-    # ------------------------------------------------------------------ input
-    def _validate_fit_data(self, X, n_clusters=None):
-        """Check ``X`` at fit; set ``n_features_in_`` and ``input_shape_``.
+    # ------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the estimator on ``X``.
 
-        Returns the flat float32 samples and the image shape (or None).
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Training data: vectors, flat images with ``input_shape``, images
+            (n, C, H, W), or one-channel images (n, H, W).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
         """
+        before = dict(vars(self))
+        try:
+            fitted = self._fit(X)
+        except BaseException:
+            # validate_data has already set n_features_in_: put everything back
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+        vars(self).update(fitted)
+        return self
+
+    def _fit(self, X):
+        """Validate, plan, run, check; returns the fitted attributes to set."""
+        given = _sample_shape_of(X)
         X, image_shape = check_input(self, X, reset=True)
-        check_n_samples(self, X, n_clusters)
-        self.input_shape_ = image_shape
-        return X, image_shape
+        names = {
+            name: vars(self).pop(name)
+            for name in ("n_features_in_", "feature_names_in_")
+            if name in vars(self)
+        }
+        check_n_samples(self, X, getattr(self, "_min_clusters", lambda: None)())
+        plan = self._make_plan(X, image_shape, fit_scaling(X, image_shape))
+        result = self._run(X, plan)
+        self._check_result(plan, result)
+        fitted = self._fitted_attributes(plan, result)
+        return {
+            **names,
+            "input_shape_": image_shape,
+            "_output_shape": given or (X.shape[1],),
+            "_offset": plan.scaling.offset,
+            "_scale": plan.scaling.scale,
+            "module_": result.module.eval(),
+            "history_": result.history,
+            "n_iter_": len(result.history),
+            **fitted,
+        }
 
-    def _validate_predict_data(self, X):
-        check_is_fitted(self)
-        X, _ = check_input(self, X, reset=False)
-        return X
+    def _make_plan(self, X, image_shape, scaling: Scaling) -> FitPlan:
+        """Resolve every setting and seed of this fit (no state changes)."""
+        raise NotImplementedError
 
-    def _fit_scaling(self, X, image_shape):
-        """Learn the input scaling: images to about [0, 1], vectors centred.
+    def _fit_core(self, X, plan: FitPlan, *, device, parallel=None):
+        """Train on ``device``; returns a named result with the module on the CPU."""
+        raise NotImplementedError
 
-        Images are shifted and scaled by global scalars (their range), which
-        keeps pixel values meaningful for the augmentations. Vectors are
-        centred per feature and divided by one global scalar (the root mean
-        feature variance), which keeps the geometry of, e.g., PCA output.
+    def _fitted_attributes(self, plan: FitPlan, result) -> dict:
+        """The estimator's own fitted attributes, from a checked result."""
+        raise NotImplementedError
+
+    # Whether the epoch losses measure the same thing from epoch to epoch, so
+    # that a loss that never falls means no learning (not so for DeepCluster,
+    # whose targets change every epoch).
+    _comparable_epoch_losses = True
+
+    def _check_result(self, plan: FitPlan, result) -> None:
+        """Warn about a training that made no progress (divergence raised earlier)."""
+        if self._comparable_epoch_losses:
+            _engine.check_trajectory(result.history, lr=self.lr)
+
+    def _run(self, X, plan):
+        """``self._fit_core(X, plan, device=, parallel=)`` where ``devices`` says.
+
+        In this process on ``device`` (``devices=None``), in this process as
+        one rank of the existing process group (``"process_group"``), or in
+        one new process per listed device; returns rank 0's result.
         """
-        low, high, mean, var = chunked_stats(X)
-        if image_shape is not None:
-            offset = np.float32(low)
-            scale = np.float32(high - low)
-        else:
-            offset = mean.astype(np.float32)
-            scale = np.float32(np.sqrt(var.mean()))
-        if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
-            scale = np.float32(1.0)
-        self._offset = offset
-        self._scale = scale
+        if self.devices is None:
+            device = _device.resolve_device(self.device, for_fit=True)
+            return self._fit_core(X, plan, device=device)
+        if self.devices == "process_group":
+            parallel = _distributed.process_group_parallel()
+            return self._fit_core(
+                X, plan, device=self._rank_device(), parallel=parallel
+            )
+        return _distributed.spawn(_fit_core_in_process, self.devices, (self, X, plan))
 
-    def _scaled(self, X):
-        return ((X - self._offset) / self._scale).astype(np.float32, copy=False)
+    def _rank_device(self):
+        """This process's device in a torchrun job: its local GPU, else ``device``."""
+        if self.device == "auto" and torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return _device.resolve_device(self.device, for_fit=True)
 
-    # ------------------------------------------------------------------ torch
-    def _fit_device(self):
-        return _engine.resolve_device(self.device, for_fit=True)
-
-    def _predict_device(self):
-        return _engine.resolve_device(self.device, for_fit=False)
-
+    # ------------------------------------------------------- fit helpers
     def _seeds(self, count=1):
         """Integer seeds for torch, drawn from ``random_state``."""
         rng = check_random_state(self.random_state)
-        return [int(s) for s in rng.randint(np.iinfo(np.int32).max, size=count)]
+        return tuple(int(s) for s in rng.randint(np.iinfo(np.int32).max, size=count))
 
-    def _backbone(self, n_features, image_shape):
+    def _backbone(self, plan: FitPlan):
         """A fresh backbone: a copy of the user's ``module`` or the default one."""
         if self.module is not None:
             return copy.deepcopy(self.module)
-        return make_backbone(n_features, image_shape)
-
-    def _sample_shape(self):
-        """Shape of one sample as the network sees it."""
-        return (
-            self.input_shape_
-            if self.input_shape_ is not None
-            else (self.n_features_in_,)
-        )
+        return make_backbone(plan.n_features, plan.input_shape)
 
     def _train(
         self,
@@ -126,8 +209,9 @@ class _BaseDeepEstimator(BaseEstimator):
         n_samples,
         device,
         max_epochs,
+        *,
+        parallel,
         callbacks=None,
-        parallel=None,
     ):
         """Train on the engine with the shared parameters; returns (module, history)."""
         verbose = self.verbose if parallel is None or parallel.is_main else 0
@@ -144,25 +228,16 @@ class _BaseDeepEstimator(BaseEstimator):
             parallel=parallel,
         )
 
-    def _infer(self, X, fn, *, device=None):
-        """Run ``fn(module, batch)`` over ``X``, scaled on the prediction device."""
-        device = device or self._predict_device()
-        return _engine.infer(
-            self._module_on(device),
+    def _place(self, X, device, scaling: Scaling, shape):
+        """The samples on the device, or streamed when over ``device_memory_limit``."""
+        return _data.place_data(
             X,
-            fn,
+            offset=scaling.offset,
+            scale=scaling.scale,
+            shape=shape,
             device=device,
-            shape=self.input_shape_,
-            scaling=(self._offset, self._scale),
+            limit=self.device_memory_limit,
         )
-
-    def _resolve_neighbors(self, n_samples, image_shape):
-        """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""
-        if self.n_neighbors == "auto":
-            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
-        else:
-            wanted = self.n_neighbors
-        return min(wanted, n_samples - 1)
 
     def _resolve_augmentation(self, image_shape):
         """``augmentation``: "auto" picks the image or the vector augmentation."""
@@ -206,36 +281,30 @@ class _BaseDeepEstimator(BaseEstimator):
             "None or 'auto'."
         )
 
-    def _place(self, X, device):
-        """The samples on the device, or streamed when over ``device_memory_limit``."""
-        return _engine.place_data(
+    # ------------------------------------------------------ predict helpers
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        X, _ = check_input(self, X, reset=False)
+        return X
+
+    def _predict_device(self):
+        return _device.resolve_device(self.device, for_fit=False)
+
+    @property
+    def _scaling(self) -> Scaling:
+        return Scaling(self._offset, self._scale)
+
+    def _infer(self, X, fn, *, device=None):
+        """Run ``fn(module, batch)`` over ``X``, scaled on the prediction device."""
+        device = device or self._predict_device()
+        return _engine.infer(
+            self._module_on(device),
             X,
-            offset=self._offset,
-            scale=self._scale,
-            shape=self.input_shape_,
+            fn,
             device=device,
-            limit=self.device_memory_limit,
+            shape=self.input_shape_,
+            scaling=(self._offset, self._scale),
         )
-
-    def _run_fit_core(self, X):
-        """``self._fit_core(X, device=, parallel=)`` where ``devices`` says.
-
-        In this process on ``device`` (``devices=None``), in this process as
-        one rank of the existing process group (``"process_group"``), or in
-        one new process per listed device; returns rank 0's result.
-        """
-        if self.devices is None:
-            return self._fit_core(X, device=self._fit_device())
-        if self.devices == "process_group":
-            parallel = _distributed.process_group_parallel()
-            return self._fit_core(X, device=self._rank_device(), parallel=parallel)
-        return _distributed.spawn(_fit_core_in_process, self.devices, (self, X))
-
-    def _rank_device(self):
-        """This process's device in a torchrun job: its local GPU, else ``device``."""
-        if self.device == "auto" and torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return self._fit_device()
 
     def _module_on(self, device):
         """The trained network on ``device``: ``module_`` on the CPU, else a copy."""
@@ -247,7 +316,7 @@ class _BaseDeepEstimator(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
-            on_gpu = _engine.resolve_device(self.device, for_fit=False).type == "cuda"
+            on_gpu = _device.resolve_device(self.device, for_fit=False).type == "cuda"
         except (ValueError, TypeError):
             on_gpu = False
         # cuDNN kernels make GPU training non-deterministic; CPU runs repeat exactly.
@@ -256,9 +325,115 @@ class _BaseDeepEstimator(BaseEstimator):
         return tags
 
 
-def _fit_core_in_process(estimator, X, *, device, parallel):
+class _BaseDeepClusterer(_BaseDeepEstimator):
+    """What the two clusterers add: ``n_clusters``, neighbours, the cluster check.
+
+    The core's result carries ``labels``, the cluster of every training sample
+    as the network numbers them; clusters are renumbered by decreasing size.
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseDeepEstimator._parameter_constraints,
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+    }
+
+    # Appended to the collapse message: what to try with this estimator.
+    _collapse_hint = ""
+
+    def _min_clusters(self):
+        return self.n_clusters
+
+    def _resolve_neighbors(self, n_samples, image_shape):
+        """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""
+        if self.n_neighbors == "auto":
+            wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
+        else:
+            wanted = self.n_neighbors
+        return min(wanted, n_samples - 1)
+
+    def _check_result(self, plan, result):
+        super()._check_result(plan, result)
+        check_clusters(
+            np.bincount(result.labels, minlength=self.n_clusters),
+            self.n_clusters,
+            hint=self._collapse_hint,
+        )
+
+    def _order_clusters(self, labels):
+        """Cluster numbers by decreasing size (stable), and the renumbered labels."""
+        counts = np.bincount(labels, minlength=self.n_clusters)
+        order = np.argsort(-counts, kind="stable")
+        return order, np.argsort(order)[labels].astype(np.int64)
+
+
+def check_clusters(counts, n_clusters, *, hint=""):
+    """Raise when training collapsed to one cluster; warn when clusters are empty.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_clusters,)
+        Training samples per cluster.
+    n_clusters : int
+        Clusters asked for.
+    hint : str, default=""
+        What to try instead, appended to the collapse message.
+    """
+    used = int(np.count_nonzero(counts))
+    if used == 1 and n_clusters > 1:
+        raise TrainingError(
+            f"Training collapsed: all samples fell into one cluster instead of "
+            f"{n_clusters}. {hint}".rstrip()
+        )
+    if used < n_clusters:
+        warnings.warn(
+            f"Only {used} of n_clusters={n_clusters} clusters hold training "
+            "samples; the data may have fewer distinct groups than n_clusters.",
+            ConvergenceWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def fit_scaling(X, image_shape) -> Scaling:
+    """Learn the input scaling: images to about [0, 1], vectors centred.
+
+    Images are shifted and scaled by global scalars (their range), which
+    keeps pixel values meaningful for the augmentations. Vectors are centred
+    per feature and divided by one global scalar (the root mean feature
+    variance), which keeps the geometry of, e.g., PCA output. Data whose
+    samples are all identical is rejected: nothing can be learned from it.
+    """
+    low, high, mean, var = chunked_stats(X)
+    if not np.any(var > 0):
+        raise ValueError(
+            f"All {X.shape[0]} samples of X are identical (every feature is "
+            "constant): there is nothing to cluster or embed."
+        )
+    if image_shape is not None:
+        offset = np.float32(low)
+        scale = np.float32(high - low)
+    else:
+        offset = mean.astype(np.float32)
+        scale = np.float32(np.sqrt(var.mean()))
+    if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
+        scale = np.float32(1.0)
+    return Scaling(offset, scale)
+
+
+def _fit_core_in_process(estimator, X, plan, *, device, parallel):
     """Entry point of each spawned process: the fit core, on its device."""
-    return estimator._fit_core(X, device=device, parallel=parallel)
+    return estimator._fit_core(X, plan, device=device, parallel=parallel)
+
+
+def _sample_shape_of(X):
+    """Shape of one sample of an image array (3-D or 4-D), else None."""
+    ndim = getattr(X, "ndim", None)
+    if ndim in (3, 4) and hasattr(X, "shape"):
+        return tuple(int(s) for s in X.shape[1:])
+    return None
 
 
 def resolve_max_epochs(max_epochs, n_samples, batch_size, *, target_steps, low, high):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
+from dataclasses import dataclass
 from numbers import Integral
 from typing import NamedTuple
 
@@ -15,15 +15,15 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from . import _distributed, _engine
-from ._base import _BaseDeepEstimator, resolve_max_epochs
+from . import _data, _distributed, _engine
+from ._base import FitPlan, _BaseDeepClusterer, resolve_max_epochs
+from ._device import forked_rng
 from ._kmeans import assign, kmeans
-from ._validation import HasMethods, Interval, StrOptions, _fit_context
+from ._validation import Interval, StrOptions
 from .augment import (
-    nearest_neighbors,
     sample_neighbors,
 )
-from .exceptions import ConvergenceWarning, TrainingError
+from .exceptions import TrainingError
 from .networks import feature_width
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
@@ -44,7 +44,7 @@ _WHITEN_EPS, _COLLAPSE_VARIANCE = 1e-2, 1e-8
 
 
 class DeepClusterEstimator(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, _BaseDeepEstimator
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, _BaseDeepClusterer
 ):
     """DeepCluster: a network trained on its own k-means pseudo-labels.
 
@@ -55,6 +55,8 @@ class DeepClusterEstimator(
     augmented samples, with the pseudo-classes balanced. After training, the
     final features are whitened once more and k-means splits them into
     ``n_clusters`` clusters: ``labels_``, ``cluster_centers_``, ``predict``.
+
+    Read more in the :ref:`User Guide <user_guide_deepcluster>`.
 
     Parameters
     ----------
@@ -219,23 +221,20 @@ class DeepClusterEstimator(
     """
 
     _parameter_constraints: dict = {
-        **_BaseDeepEstimator._parameter_constraints,
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        **_BaseDeepClusterer._parameter_constraints,
         "n_pseudo_classes": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
         ],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "balancing": [StrOptions({"sampling", "weights"}), None],
-        "n_neighbors": [
-            Interval(Integral, 0, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
         "augmentation": [callable, None, StrOptions({"auto"})],
-        "module": [HasMethods(["forward", "parameters"]), None],
-        "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
-        "devices": [list, tuple, StrOptions({"process_group"}), None],
     }
+    _comparable_epoch_losses = False  # new pseudo-labels and head every epoch
+    _collapse_hint = (
+        "Try a smaller lr or more pseudo-classes; identical or constant samples "
+        "cannot be clustered."
+    )
 
     def __init__(
         self,
@@ -274,114 +273,94 @@ class DeepClusterEstimator(
         self.random_state = random_state
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the network on its k-means pseudo-labels and cluster ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            Training data: vectors, flat images with ``input_shape``, or images.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : DeepClusterEstimator
-            The fitted estimator.
-        """
-        X, image_shape = self._validate_fit_data(X, self.n_clusters)
-        self._fit_scaling(X, image_shape)
+    def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
-        n_pseudo = self._resolve_pseudo_classes(n_samples)
-        augment = self._resolve_augmentation(image_shape)
         # An epoch draws n_samples indices, or enough for _MIN_EPOCH_STEPS steps.
         n_draws = max(n_samples, _MIN_EPOCH_STEPS * self.batch_size)
-        max_epochs = resolve_max_epochs(
-            self.max_epochs,
-            n_draws,
-            self.batch_size,
-            target_steps=_AUTO_STEPS,
-            low=_AUTO_MIN_EPOCHS,
-            high=_AUTO_MAX_EPOCHS,
-        )
-        (self._fit_seed,) = self._seeds(1)
-        self._fit_plan = dict(
-            n_pseudo=n_pseudo,
-            augment=augment,
+        (seed,) = self._seeds(1)
+        return _DeepClusterPlan(
+            n_features=X.shape[1],
+            input_shape=image_shape,
+            scaling=scaling,
+            max_epochs=resolve_max_epochs(
+                self.max_epochs,
+                n_draws,
+                self.batch_size,
+                target_steps=_AUTO_STEPS,
+                low=_AUTO_MIN_EPOCHS,
+                high=_AUTO_MAX_EPOCHS,
+            ),
+            n_pseudo_classes=self._resolve_pseudo_classes(n_samples),
+            augment=self._resolve_augmentation(image_shape),
             n_draws=n_draws,
-            max_epochs=max_epochs,
             n_neighbors=self._resolve_neighbors(n_samples, image_shape),
+            seed=seed,
         )
-        try:
-            module, history, whitening, result, streamed = self._run_fit_core(X)
-        finally:
-            del self._fit_plan
-        n_components = whitening.matrix.shape[1]
 
-        counts = torch.bincount(result.labels, minlength=self.n_clusters)
-        order = torch.argsort(-counts, stable=True)
-        self._check_clusters(counts.numpy())  # before any fitted attribute is set
-        self._whitening = whitening
-        self.module_ = module
-        self.streamed_ = streamed
-        self.cluster_centers_ = result.centers[order].numpy()
-        self.labels_ = torch.argsort(order)[result.labels].numpy().astype(np.int64)
-        self.inertia_ = result.inertia
-        self.n_pseudo_classes_ = n_pseudo
-        self.n_components_ = n_components
-        self.history_ = history
-        self.n_iter_ = len(history)
-        return self
-
-    def _fit_core(self, X, *, device, parallel=None):
+    def _fit_core(self, X, plan, *, device, parallel=None):
         """Train, then cluster the final features; everything returned on the CPU.
 
         Runs in the calling process, or in each process of a data-parallel run
-        (``parallel``); returns ``(module, history, whitening, kmeans_result,
-        streamed)``.
+        (``parallel``).
         """
         parallel = parallel or _distributed.Parallel()
-        plan = self._fit_plan
-        data = self._place(X, device)
-        with _engine.forked_rng(self._fit_seed, device):
-            n_neighbors = plan["n_neighbors"]
-            neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
-            backbone = self._backbone(X.shape[1], self.input_shape_)
-            width = feature_width(backbone, self._sample_shape())
+        data = self._place(X, device, plan.scaling, plan.input_shape)
+        with forked_rng(plan.seed, device):
+            n_neighbors = plan.n_neighbors
+            neighbors = (
+                _data.neighbor_indices(data, n_neighbors) if n_neighbors else None
+            )
+            backbone = self._backbone(plan)
+            width = feature_width(backbone, plan.sample_shape)
             n_components = min(self.n_components, width)
-            module = _DeepClusterNetwork(backbone, width, plan["n_pseudo"])
+            module = _DeepClusterNetwork(backbone, width, plan.n_pseudo_classes)
             if parallel.active:
-                _distributed.convert_batchnorm(module, parallel)
+                _distributed.convert_batchnorm(module, parallel, device)
             objective = _DeepClusterObjective(
                 data,
-                n_pseudo_classes=plan["n_pseudo"],
+                n_pseudo_classes=plan.n_pseudo_classes,
                 n_components=n_components,
                 balancing=self.balancing,
-                augment=plan["augment"],
+                augment=plan.augment,
                 neighbors=neighbors,
                 parallel=parallel,
             )
             module, history = self._train(
                 module,
                 objective,
-                plan["n_draws"],
+                plan.n_draws,
                 device,
-                plan["max_epochs"],
+                plan.max_epochs,
                 parallel=parallel,
             )
             _distributed.revert_batchnorm(module)
             features = _features(module.to(device).backbone, data, device, parallel)
             with _clustering_threads(device):
                 whitening = _Whitening.fit(features, n_components)
-                result = kmeans(
+                clustering = kmeans(
                     whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
                 )
-        module.to("cpu").eval()
-        result = result._replace(
-            centers=result.centers.cpu(), labels=result.labels.cpu()
+        return _DeepClusterResult(
+            module=module.to("cpu").eval(),
+            history=history,
+            whitening=whitening.to("cpu"),
+            centers=clustering.centers.cpu().numpy(),
+            labels=clustering.labels.cpu().numpy(),
+            inertia=clustering.inertia,
+            streamed=data.streamed,
         )
-        return module, history, whitening.to("cpu"), result, data.streamed
+
+    def _fitted_attributes(self, plan, result):
+        order, labels = self._order_clusters(result.labels)
+        return {
+            "labels_": labels,
+            "cluster_centers_": result.centers[order],
+            "inertia_": result.inertia,
+            "n_pseudo_classes_": plan.n_pseudo_classes,
+            "n_components_": result.whitening.matrix.shape[1],
+            "streamed_": result.streamed,
+            "_whitening": result.whitening,
+        }
 
     def predict(self, X):
         """Assign each sample of ``X`` to the cluster with the closest centre.
@@ -469,22 +448,24 @@ class DeepClusterEstimator(
             )
         return int(self.n_pseudo_classes)
 
-    def _check_clusters(self, counts):
-        used = int(np.count_nonzero(counts))
-        if used == 1 and self.n_clusters > 1:
-            raise TrainingError(
-                f"Training collapsed: all samples fell into one cluster instead of "
-                f"{self.n_clusters}. Try a smaller lr or more pseudo-classes; "
-                "identical or constant samples cannot be clustered."
-            )
-        if used < self.n_clusters:
-            warnings.warn(
-                f"Only {used} of n_clusters={self.n_clusters} clusters hold training "
-                "samples: the learned features have fewer distinct values than "
-                "clusters.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+
+@dataclass(frozen=True, eq=False)
+class _DeepClusterPlan(FitPlan):
+    n_pseudo_classes: int  # pseudo-classes of the per-epoch k-means
+    augment: object  # the resolved augmentation (callable or None)
+    n_draws: int  # samples drawn per epoch
+    n_neighbors: int  # neighbours a training sample is swapped with; 0: none
+    seed: int  # torch seed of initialisation, batches and augmentations
+
+
+class _DeepClusterResult(NamedTuple):
+    module: nn.Module  # the trained network, on the CPU
+    history: object  # skorch History
+    whitening: _Whitening  # the final whitening of the features
+    centers: np.ndarray  # k-means centres in the whitened feature space
+    labels: np.ndarray  # cluster of each training sample, as k-means numbers them
+    inertia: float  # k-means inertia of the final partition
+    streamed: bool  # whether the data was streamed to the device
 
 
 class _DeepClusterNetwork(nn.Module):
@@ -543,7 +524,7 @@ class _Whitening(NamedTuple):
 class _DeepClusterObjective(_engine.Objective):
     """Cross-entropy on pseudo-labels that are re-computed every epoch.
 
-    ``data`` is a resident or streamed data source (:mod:`skiic._engine`).
+    ``data`` is a resident or streamed data source (:mod:`skiic._data`).
     With ``parallel``, every process draws the same global batches, computes
     the features of its share of the samples for the k-means (gathered, so
     that all processes cluster the same features the same way) and the loss
@@ -563,7 +544,7 @@ class _DeepClusterObjective(_engine.Objective):
     ) -> None:
         super().__init__()
         self.neighbors = neighbors
-        self.data = _engine.ResidentData(data) if isinstance(data, Tensor) else data
+        self.data = _data.ResidentData(data) if isinstance(data, Tensor) else data
         self.n_pseudo_classes = n_pseudo_classes
         self.n_components = n_components
         self.balancing = balancing
@@ -601,7 +582,7 @@ class _DeepClusterObjective(_engine.Objective):
         index_batches = _PseudoLabelBatches(
             self, n_samples, batch_size, balanced=self.balancing == "sampling"
         )
-        return _engine.Epochs(lambda: self._load(index_batches))
+        return _data.Epochs(lambda: self._load(index_batches))
 
     def _load(self, index_batches):
         """Each batch's indices with its samples, fetched through the data source
@@ -658,7 +639,7 @@ class _PseudoLabelBatches:
     then a sample of it uniformly, with replacement (as the paper's sampler
     does for small pseudo-classes); otherwise the epoch is made of shuffled
     passes over all samples, cut at ``n_draws``. Batches are split like
-    :class:`skiic._engine.DeviceBatches`. The pseudo-labels are read from the
+    :class:`skiic._data.DeviceBatches`. The pseudo-labels are read from the
     objective when the epoch starts.
     """
 
@@ -718,7 +699,7 @@ def _features(backbone: nn.Module, data, device: torch.device, parallel=None) ->
     parallel = parallel or _distributed.Parallel()
     backbone.eval()
     indices = parallel.shard(torch.arange(data.n_samples, device=data.index_device))
-    features = _engine.map_samples(lambda x: backbone(x).float(), data, device, indices)
+    features = _data.map_samples(lambda x: backbone(x).float(), data, device, indices)
     return parallel.all_gather(features)
 
 

@@ -192,20 +192,47 @@ class SyncBatchNorm(nn.Module):
         return out
 
 
-def convert_batchnorm(module: nn.Module, parallel: Parallel) -> nn.Module:
-    """Replace every BatchNorm layer of ``module`` by a :class:`SyncBatchNorm`."""
+def convert_batchnorm(
+    module: nn.Module, parallel: Parallel, device: torch.device | None = None
+) -> nn.Module:
+    """Make every BatchNorm layer of ``module`` synchronise over the processes.
+
+    On CUDA, torch's own ``nn.SyncBatchNorm`` (fused kernels, NCCL); elsewhere
+    :class:`SyncBatchNorm`, since torch's refuses to run on CPU process groups.
+    """
+    on_cuda = device is not None and device.type == "cuda"
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, SyncBatchNorm(child, parallel))
+            setattr(
+                module,
+                name,
+                (_torch_sync if on_cuda else SyncBatchNorm)(child, parallel),
+            )
         else:
-            convert_batchnorm(child, parallel)
+            convert_batchnorm(child, parallel, device)
     return module
+
+
+def _torch_sync(batchnorm: nn.modules.batchnorm._BatchNorm, parallel) -> nn.Module:
+    """torch's ``nn.SyncBatchNorm`` sharing ``batchnorm``'s parameters and state."""
+    sync = nn.SyncBatchNorm(
+        batchnorm.num_features,
+        eps=batchnorm.eps,
+        momentum=batchnorm.momentum,
+        affine=batchnorm.affine,
+    )
+    sync.weight, sync.bias = batchnorm.weight, batchnorm.bias
+    sync.running_mean = batchnorm.running_mean
+    sync.running_var = batchnorm.running_var
+    sync.num_batches_tracked = batchnorm.num_batches_tracked
+    sync.kind = type(batchnorm)  # what revert_batchnorm turns it back into
+    return sync.to(batchnorm.running_mean.device)
 
 
 def revert_batchnorm(module: nn.Module) -> nn.Module:
     """Undo :func:`convert_batchnorm`: plain BatchNorm layers with the learned state."""
     for name, child in module.named_children():
-        if isinstance(child, SyncBatchNorm):
+        if isinstance(child, (SyncBatchNorm, nn.SyncBatchNorm)):
             plain = child.kind(
                 child.num_features, eps=child.eps, momentum=child.momentum
             )

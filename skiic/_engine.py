@@ -1,22 +1,17 @@
-"""The torch side that the estimators share.
+"""The training loop the estimators share: a skorch ``NeuralNet`` on device data.
 
-* device choice (``"auto"`` picks CUDA when present) and mixed precision
-  (bf16 autocast on CUDA where supported, else fp16 with a gradient scaler);
-* seeding inside ``torch.random.fork_rng`` so the caller's RNG is untouched;
-* :class:`Trainer`, a skorch ``NeuralNet`` whose batches are index tensors
-  into data that already lives on the device, whose loss is an
-  :class:`Objective`, and which synchronises with the device once per epoch;
-* batched inference that returns NumPy arrays on the host.
+:class:`Trainer` is a skorch ``NeuralNet`` whose batches are index tensors
+into data that already lives on the device (:mod:`skiic._data`), whose loss is
+an :class:`Objective`, and which synchronises with the device once per epoch.
+:func:`train` runs it; :func:`check_trajectory` reads the losses it logged
+for divergence; :func:`infer` applies a trained network to host arrays.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,302 +20,16 @@ from skorch.callbacks import Callback, ProgressBar
 from skorch.history import History
 from torch import Tensor, nn
 
-from .exceptions import TrainingError
+from ._data import DeviceBatches, StreamedData, map_samples
+from ._device import autocast, autocast_dtype
+from ._validation import user_stacklevel
+from .exceptions import ConvergenceWarning, TrainingError
 
-__all__ = [
-    "DeviceBatches",
-    "ResidentData",
-    "StreamedData",
-    "Objective",
-    "Trainer",
-    "autocast",
-    "autocast_dtype",
-    "forked_rng",
-    "infer",
-    "parse_memory",
-    "place_data",
-    "resolve_device",
-    "scale_on_device",
-    "scaling_tensors",
-    "to_device",
-]
+__all__ = ["Objective", "Trainer", "check_trajectory", "infer", "train"]
 
-# Samples pushed through the network at a time when predicting.
-INFERENCE_BATCH = 4096
-
-
-def resolve_device(device: str, *, for_fit: bool = True) -> torch.device:
-    """Turn the ``device`` parameter into a ``torch.device``.
-
-    ``"auto"`` means CUDA when it is available, else the CPU. At prediction
-    time (``for_fit=False``) a CUDA device that this machine lacks falls back
-    to the CPU, so that a model fitted on a GPU predicts anywhere.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a device torch knows: {exc}"
-        ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        if for_fit:
-            raise ValueError(
-                f"device={device!r} was requested, but CUDA is not available on this "
-                "machine; use device='auto' or 'cpu'."
-            )
-        return torch.device("cpu")
-    if resolved.type == "mps" and not (
-        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    ):
-        if for_fit:
-            raise ValueError(
-                f"device={device!r} was requested, but MPS is not available."
-            )
-        return torch.device("cpu")
-    return resolved
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision type on ``device``: bf16 or fp16 on CUDA, none elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """``torch.autocast`` for ``device``, or a null context when ``dtype`` is None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@contextlib.contextmanager
-def forked_rng(seed: int, device: torch.device):
-    """Seed torch inside ``fork_rng``; the caller's global RNG state is restored."""
-    devices = []
-    if device.type == "cuda":
-        devices = [
-            device.index if device.index is not None else torch.cuda.current_device()
-        ]
-    with torch.random.fork_rng(
-        devices=devices, device_type=device.type if devices else "cuda"
-    ):
-        torch.manual_seed(seed)
-        yield
-
-
-def to_device(X: np.ndarray, device: torch.device, shape=None) -> Tensor:
-    """Copy a host array to the device once, optionally reshaped (images).
-
-    On the CPU the tensor shares the array's memory; skiic only ever reads it,
-    so read-only arrays (e.g. from pandas) are fine and not copied.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not")
-        tensor = torch.from_numpy(np.ascontiguousarray(X))
-    if shape is not None:
-        tensor = tensor.reshape(tensor.shape[0], *shape)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
-def parse_memory(value) -> int:
-    """Bytes from an int or a string such as ``"512MB"`` or ``"2 GiB"``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    match = re.fullmatch(
-        r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*", str(value).lower()
-    )
-    if match is None:
-        raise ValueError(
-            f"A memory size must be a number of bytes or a string such as '512MB' "
-            f"or '2GB'; got {value!r}."
-        )
-    number, unit, binary = match.groups()
-    base = 1024 if binary else 1000
-    return int(float(number) * base ** " kmgt".index(unit or " "))
-
-
-def scale_on_device(x: Tensor, offset: Tensor, scale: Tensor, shape=None) -> Tensor:
-    """``(x - offset) / scale`` as float32, reshaped to images when ``shape`` is set.
-
-    The one place where the estimators' input scaling is applied to tensors,
-    so that resident, streamed and predicted batches agree to the last bit.
-    """
-    x = torch.div(torch.sub(x.float(), offset), scale)
-    if shape is not None:
-        x = x.reshape(x.shape[0], *shape)
-    return x
-
-
-def scaling_tensors(offset, scale, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The estimator's scaling constants as float32 tensors on ``device``."""
-    return (
-        torch.as_tensor(np.asarray(offset, dtype=np.float32), device=device),
-        torch.as_tensor(np.asarray(scale, dtype=np.float32), device=device),
-    )
-
-
-class ResidentData:
-    """Scaled float32 samples held on the device as one tensor.
-
-    ``take(idx)`` is plain indexing; ``load(plans)`` yields each plan (a tuple
-    of index tensors) with the matching sample tensors.
-    """
-
-    streamed = False
-
-    def __init__(self, tensor: Tensor) -> None:
-        self.tensor = tensor
-        self.device = tensor.device
-        self.n_samples = int(tensor.shape[0])
-
-    @property
-    def index_device(self) -> torch.device:
-        """Where index tensors for :meth:`take` should live."""
-        return self.device
-
-    def take(self, idx: Tensor) -> Tensor:
-        return self.tensor[idx]
-
-    def load(self, plans: Iterable[tuple[Tensor, ...]]):
-        for plan in plans:
-            yield plan, tuple(self.take(idx) for idx in plan)
-
-
-class StreamedData:
-    """Samples left in host memory (or an ``np.memmap``), sent to the device per batch.
-
-    Rows are gathered on the host in their stored dtype (uint8 images travel
-    four times lighter than float32), pinned, copied with ``non_blocking=True``
-    and scaled on the device. :meth:`load` prefetches: while the device works
-    on one batch, a background thread gathers and pins the next.
-
-    Parameters
-    ----------
-    array : ndarray or np.memmap of shape (n_samples, n_features)
-        Unscaled samples, any real dtype.
-    offset, scale : ndarray or float
-        The estimator's input scaling: samples become ``(x - offset) / scale``.
-    shape : tuple of int or None
-        ``(C, H, W)`` of image samples, ``None`` for vectors.
-    device : torch.device
-        Where batches go.
-    """
-
-    streamed = True
-    index_device = torch.device("cpu")
-
-    def __init__(self, array, *, offset, scale, shape, device: torch.device) -> None:
-        self.array = array
-        self.device = device
-        self.n_samples = int(array.shape[0])
-        self.shape = shape
-        self.offset, self.scale = scaling_tensors(offset, scale, device)
-        self.max_rows = 0  # largest number of rows held on the device by one take
-
-    def _gather(self, idx: Tensor) -> Tensor:
-        positions = idx.cpu().numpy()
-        order = np.argsort(positions, kind="stable")
-        rows = np.empty((len(positions), self.array.shape[1]), dtype=self.array.dtype)
-        rows[order] = self.array[positions[order]]  # sorted reads suit a memmap
-        host = torch.from_numpy(rows)
-        return host.pin_memory() if self.device.type == "cuda" else host
-
-    def _to_device(self, host: Tensor) -> Tensor:
-        self.max_rows = max(self.max_rows, int(host.shape[0]))
-        x = host.to(self.device, non_blocking=True)
-        return scale_on_device(x, self.offset, self.scale, self.shape)
-
-    def take(self, idx: Tensor) -> Tensor:
-        return self._to_device(self._gather(idx))
-
-    def load(self, plans: Iterable[tuple[Tensor, ...]]):
-        with ThreadPoolExecutor(max_workers=1) as pool:
-
-            def submit(plan):
-                return plan, [pool.submit(self._gather, idx) for idx in plan]
-
-            pending = None
-            for plan in plans:
-                upcoming = submit(plan)
-                if pending is not None:
-                    yield self._finish(pending)
-                pending = upcoming
-            if pending is not None:
-                yield self._finish(pending)
-
-    def _finish(self, pending):
-        plan, futures = pending
-        return plan, tuple(self._to_device(f.result()) for f in futures)
-
-
-def place_data(X, *, offset, scale, shape, device: torch.device, limit):
-    """Put samples on the device when they fit in ``limit`` bytes, else stream them.
-
-    ``limit`` is a number of bytes or ``"auto"``: on CUDA, half of the free
-    device memory; elsewhere everything in host memory stays resident, and an
-    ``np.memmap`` is streamed (it is on disk for a reason).
-    """
-    n_bytes = X.shape[0] * X.shape[1] * 4
-    if limit == "auto":
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            fits = n_bytes <= free // 2
-        else:
-            fits = not isinstance(X, np.memmap)
-    else:
-        fits = n_bytes <= parse_memory(limit)
-    if fits:
-        tensor = to_device(np.asarray(X, dtype=np.float32), device)
-        offset, scale = scaling_tensors(offset, scale, device)
-        return ResidentData(scale_on_device(tensor, offset, scale, shape))
-    return StreamedData(X, offset=offset, scale=scale, shape=shape, device=device)
-
-
-class DeviceBatches:
-    """Shuffled batches of sample indices, drawn on the device each epoch.
-
-    The number of batches is ``max(1, n_samples // batch_size)`` and the
-    permutation is split into nearly equal parts, so every batch holds at least
-    ``min(batch_size, n_samples)`` samples (BatchNorm and the IIC joint
-    distribution both dislike tiny batches) and no sample is dropped.
-
-    Parameters
-    ----------
-    n_samples : int
-        Samples in the data set.
-    batch_size : int
-        Target size of a batch.
-    device : torch.device
-        Where the indices live.
-    """
-
-    def __init__(self, n_samples: int, batch_size: int, device: torch.device) -> None:
-        self.n_samples = n_samples
-        self.batch_size = batch_size
-        self.device = device
-
-    def __len__(self) -> int:
-        return max(1, self.n_samples // self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        perm = torch.randperm(self.n_samples, device=self.device)
-        yield from torch.tensor_split(perm, len(self))
-
-
-class Epochs:
-    """Batches an objective can return: each ``iter`` starts a new epoch from
-    ``make()``, e.g. a generator fetching the batches through a data source."""
-
-    def __init__(self, make: Callable[[], Iterable]) -> None:
-        self.make = make
-
-    def __iter__(self):
-        return iter(self.make())
+# Divergence: a batch loss this many times (at least 1 in absolute terms)
+# above the untrained network's, the first batch's.
+_DIVERGENCE_FACTOR = 1e3
 
 
 class Objective(nn.Module):
@@ -382,8 +91,19 @@ class Trainer(NeuralNet):
         device = torch.device(self.device)
         return self.criterion_.batches(self.n_samples, self.batch_size, device)
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            # skorch's partial_fit swallows it and returns as if training had
+            # finished; train() raises it again once skorch has cleaned up.
+            self.interrupted_ = True
+            raise
+
     def initialize(self):
         super().initialize()
+        self.interrupted_ = False
+        self.first_loss_ = None
         use_scaler = self.amp_dtype == torch.float16
         self.grad_scaler_ = torch.amp.GradScaler("cuda") if use_scaler else None
         return self
@@ -437,11 +157,9 @@ class Trainer(NeuralNet):
             row[prefix + "_loss"] = value
             row[prefix + "_batch_size"] = size
         self.history.record(prefix + "_batch_count", len(values))
-        if not all(math.isfinite(v) for v in values):
-            raise TrainingError(
-                f"Training diverged: the loss became {values[-1]} in epoch "
-                f"{len(self.history)}. Try a smaller lr or check the input scale."
-            )
+        if self.first_loss_ is None:
+            self.first_loss_ = values[0]  # the untrained network's loss
+        _check_divergence(self.first_loss_, values, len(self.history), self.lr)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
@@ -501,6 +219,10 @@ def train(
         parallel=parallel if parallel is not None and parallel.active else None,
     )
     trainer.fit(torch.arange(n_samples, device=device))
+    if trainer.interrupted_:
+        raise KeyboardInterrupt(
+            f"Training was interrupted in epoch {len(trainer.history)} of {max_epochs}."
+        )
     history = History(
         {key: value for key, value in epoch.items() if key != "batches"}
         for epoch in trainer.history
@@ -509,69 +231,61 @@ def train(
     return trained, history
 
 
-@torch.no_grad()
-def map_samples(
-    fn: Callable[[Tensor], Tensor], data, device: torch.device, indices=None
-) -> Tensor:
-    """Apply ``fn(batch)`` to the samples of a data source, chunk by chunk.
+def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:
+    """Raise when an epoch's batch ``losses`` are not finite or ran far above
+    ``reference``, the untrained network's loss (the first batch's).
 
-    ``data`` is a :class:`ResidentData` or :class:`StreamedData`; chunks of
-    ``INFERENCE_BATCH`` samples (of ``indices``, on ``data.index_device``,
-    default all samples in order) are read through its ``load``, so a streamed
-    source prefetches the next chunk while ``fn`` runs. ``fn`` runs under
-    autocast on ``device``; the results are concatenated there. The caller
-    sets the module's mode.
+    No objective of skiic climbs more than ``1e3`` times that loss's magnitude
+    while it learns; past that, or at NaN or inf, training diverged.
     """
-    if indices is None:
-        indices = torch.arange(data.n_samples, device=data.index_device)
-    amp_dtype = autocast_dtype(device)
-    plans = ((chunk,) for chunk in indices.split(INFERENCE_BATCH))
-    outputs = []
-    for _, (x,) in data.load(plans):
-        with autocast(device, amp_dtype):
-            outputs.append(fn(x))
-    return torch.cat(outputs)
+    bound = reference + _DIVERGENCE_FACTOR * max(abs(reference), 1.0)
+    bad = next((v for v in losses if not math.isfinite(v) or v > bound), None)
+    if bad is None:
+        return
+    grew = f"became {bad}" if not math.isfinite(bad) else f"grew to {bad:.4g}"
+    raise TrainingError(
+        f"Training diverged: the loss {grew} in epoch {epoch}, from {reference:.4g} "
+        f"at the start. The learning rate lr={lr:g} is likely too large; if a "
+        "smaller one does not help, check the input's scale."
+    )
+
+
+def check_trajectory(history: History, *, lr: float) -> None:
+    """Warn when the per-epoch loss of ``history`` never improved.
+
+    Divergence is caught while training (:class:`Trainer` checks every
+    epoch); a loss that over three or more epochs never fell below the first
+    epoch's means the network learned nothing, usually from too large a
+    learning rate.
+    """
+    losses = [epoch["train_loss"] for epoch in history if "train_loss" in epoch]
+    if len(losses) >= 3 and min(losses[1:]) >= losses[0]:
+        warnings.warn(
+            f"The loss never fell below its first epoch's value ({losses[0]:.4g}) "
+            f"in {len(losses)} epochs: the network learned nothing. Try a smaller "
+            f"lr (now {lr:g}) or more epochs.",
+            ConvergenceWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 @torch.no_grad()
 def infer(
     module: nn.Module,
-    X: np.ndarray | Tensor,
-    fn: Callable[[nn.Module, Tensor], Tensor | tuple[Tensor, ...]],
+    X: np.ndarray,
+    fn: Callable[[nn.Module, Tensor], Tensor],
     *,
     device: torch.device,
     shape=None,
     scaling=None,
-    batch_size: int = INFERENCE_BATCH,
-) -> Tensor | tuple[Tensor, ...]:
-    """Apply ``fn(module, batch)`` to ``X`` in batches on ``device``.
+) -> Tensor:
+    """Apply ``fn(module, batch)`` to the host array ``X`` on ``device``.
 
-    Results come back on the CPU.
-
-    ``X`` may be a host array (copied batch by batch) or a tensor already on
-    ``device``. ``scaling=(offset, scale)`` scales host batches on the device
-    (:func:`scale_on_device`). The module runs in eval mode under autocast;
-    outputs are cast back to float32.
+    ``X`` is read chunk by chunk (:func:`skiic._data.map_samples`), scaled on
+    the device by ``scaling=(offset, scale)`` and reshaped to ``shape``; the
+    module runs in eval mode under autocast. Returns float32 on the CPU.
     """
+    offset, scale = scaling if scaling is not None else (np.float32(0), np.float32(1))
+    data = StreamedData(X, offset=offset, scale=scale, shape=shape, device=device)
     module.eval()
-    amp_dtype = autocast_dtype(device)
-    if scaling is not None:
-        offset, scale = scaling_tensors(*scaling, device)
-    outputs: list = []
-    for start in range(0, X.shape[0], batch_size):
-        chunk = X[start : start + batch_size]
-        if isinstance(chunk, np.ndarray):
-            chunk = to_device(chunk, device)
-            if scaling is not None:
-                chunk = scale_on_device(chunk, offset, scale, shape)
-            elif shape is not None:
-                chunk = chunk.reshape(chunk.shape[0], *shape)
-        with autocast(device, amp_dtype):
-            out = fn(module, chunk)
-        outputs.append(out)
-    if isinstance(outputs[0], tuple):
-        return tuple(
-            torch.cat([o[i].float().cpu() for o in outputs])
-            for i in range(len(outputs[0]))
-        )
-    return torch.cat([o.float().cpu() for o in outputs])
+    return map_samples(lambda x: fn(module, x).float(), data, device).cpu()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -11,30 +11,27 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from torch import Tensor, nn
 
-from . import _distributed, _engine
-from ._base import _BaseDeepEstimator, resolve_max_epochs
-from ._validation import HasMethods, Interval, StrOptions, _fit_context
+from . import _data, _distributed, _engine
+from ._base import FitPlan, _BaseDeepClusterer, resolve_max_epochs
+from ._device import forked_rng
+from ._iic_heads import Selection, evaluate_heads, select_head
+from ._validation import Interval, StrOptions
 from .augment import (
     VirtualAdversarial,
     kl_divergence,
-    nearest_neighbors,
     sample_neighbors,
 )
-from .exceptions import ConvergenceWarning, TrainingError
-from .losses import iic_loss, iic_loss_from_joint
-from .networks import ClusteringHeads, MultiHeadNetwork, feature_width
+from .losses import iic_loss_from_joint
+from .networks import MultiHeadNetwork, feature_width
 
 # max_epochs="auto": about this many optimiser steps, within these epoch bounds.
 _AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 10, 100
 # Fresh heads fitted for head selection when n_head_inits="auto".
 _AUTO_HEAD_INITS = 50
-# Head selection: views cached per sample, and the fit of the fresh heads.
-_CACHED_VIEWS, _HEAD_STEPS, _HEAD_BATCH, _HEAD_LR = 4, 300, 1024, 1e-2
-_HEAD_FIT_SAMPLES = 50_000
 
 
 class IICClustering(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, _BaseDeepEstimator
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, _BaseDeepClusterer
 ):
     """Invariant Information Clustering (IIC).
 
@@ -51,6 +48,8 @@ class IICClustering(
     come from the head with the lowest loss on the training data, chosen
     among the trained sub-heads and ``n_head_inits`` fresh heads fitted on the
     trained features (never with labels).
+
+    Read more in the :ref:`User Guide <user_guide_iic>`.
 
     Parameters
     ----------
@@ -70,15 +69,11 @@ class IICClustering(
         Fresh linear heads fitted by the same loss on the trained network's
         frozen features after training. Together with the trained main
         sub-heads they are the candidates for prediction, and the one with
-        the lowest loss on the training data wins. Cheap, and it rescues
-        trainings whose heads settled in a poor local optimum; 0 keeps the
-        trained sub-heads only. ``"auto"`` fits 50, except when each sample
-        is paired with its own :class:`~skiic.augment.VirtualAdversarial`
-        view (``n_neighbors`` 0 or ``"auto"``), where it fits none: a fresh
-        head never sees the consistency term that shapes such a partition,
-        and on frozen features a sample and its adversarial view are so close
-        that the IIC loss favours any confident, balanced partition over the
-        trained one.
+        the lowest loss on the training data wins; 0 keeps the trained
+        sub-heads only. ``"auto"`` fits 50, except when each sample is paired
+        with its own :class:`~skiic.augment.VirtualAdversarial` view
+        (``n_neighbors`` 0 or ``"auto"``), where it fits none (why: see
+        :ref:`iic_why_the_defaults`).
     n_init : int, default=1
         Independent trainings from different initialisations; the one whose
         selected head reaches the lowest loss is kept (as in ``KMeans``).
@@ -200,8 +195,7 @@ class IICClustering(
     """
 
     _parameter_constraints: dict = {
-        **_BaseDeepEstimator._parameter_constraints,
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        **_BaseDeepClusterer._parameter_constraints,
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "overclustering": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
@@ -210,15 +204,12 @@ class IICClustering(
             StrOptions({"auto"}),
         ],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "device_memory_limit": [Interval(Integral, 0, None, closed="left"), str],
-        "devices": [list, tuple, StrOptions({"process_group"}), None],
-        "n_neighbors": [
-            Interval(Integral, 0, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
         "augmentation": [callable, VirtualAdversarial, None, StrOptions({"auto"})],
-        "module": [HasMethods(["forward", "parameters"]), None],
     }
+    _collapse_hint = (
+        "Try a larger alpha, more epochs or a smaller lr; identical or constant "
+        "samples cannot be clustered."
+    )
 
     def __init__(
         self,
@@ -261,24 +252,7 @@ class IICClustering(
         self.random_state = random_state
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the network and cluster ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            Training data: vectors, flat images with ``input_shape``, or images.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : IICClustering
-            The fitted estimator.
-        """
-        X, image_shape = self._validate_fit_data(X, self.n_clusters)
-        self._fit_scaling(X, image_shape)
+    def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
         augment = self._resolve_augmentation(image_shape)
         n_neighbors = self._resolve_neighbors(n_samples, image_shape)
@@ -289,50 +263,42 @@ class IICClustering(
                 "With augmentation=None the second view must come from neighbours; "
                 "set n_neighbors to a positive number."
             )
-        self._fit_max_epochs = resolve_max_epochs(
-            self.max_epochs,
-            n_samples,
-            self.batch_size,
-            target_steps=_AUTO_STEPS,
-            low=_AUTO_MIN_EPOCHS,
-            high=_AUTO_MAX_EPOCHS,
+        *init_seeds, view_seed = self._seeds(self.n_init + 1)
+        return _IICPlan(
+            n_features=X.shape[1],
+            input_shape=image_shape,
+            scaling=scaling,
+            max_epochs=resolve_max_epochs(
+                self.max_epochs,
+                n_samples,
+                self.batch_size,
+                target_steps=_AUTO_STEPS,
+                low=_AUTO_MIN_EPOCHS,
+                high=_AUTO_MAX_EPOCHS,
+            ),
+            augment=augment,
+            n_neighbors=n_neighbors,
+            n_head_inits=_resolve_head_inits(self.n_head_inits, augment, n_neighbors),
+            init_seeds=tuple(init_seeds),
+            view_seed=view_seed,
         )
-        *self._init_seeds, view_seed = self._seeds(self.n_init + 1)
-        self._view_seed = view_seed
-        self._n_neighbors = n_neighbors
-        self._augment = augment
-        result = self._run_fit_core(X)
-        selection, module, history, labels, streamed = result
-        counts = np.bincount(labels, minlength=self.n_clusters)
-        self._cluster_order = np.argsort(-counts, kind="stable")
-        self.streamed_ = streamed
-        self.module_ = module.eval()
-        self.head_losses_ = selection.losses
-        self.best_head_ = int(np.argmin(selection.losses))
-        self.loss_ = selection.loss
-        self.history_ = history
-        self.n_iter_ = len(history)
-        self.labels_ = np.argsort(self._cluster_order)[labels].astype(np.int64)
-        self._check_clusters(counts)
-        return self
 
-    def _fit_core(self, X, *, device, parallel=None):
+    def _fit_core(self, X, plan, *, device, parallel=None):
         """Train ``n_init`` networks, keep the lowest loss, label the samples.
 
         Runs in the calling process, or in each process of a data-parallel run
-        (``parallel``); returns ``(selection, module, history, labels,
-        streamed)`` with the module on the CPU.
+        (``parallel``); the module comes back on the CPU.
         """
         parallel = parallel or _distributed.Parallel()
-        data = self._place(X, device)
-        with _engine.forked_rng(self._view_seed, device):
-            views = _Views.build(data, self._n_neighbors, self._augment)
+        data = self._place(X, device, plan.scaling, plan.input_shape)
+        with forked_rng(plan.view_seed, device):
+            views = _Views.build(data, plan.n_neighbors, plan.augment)
         best = None
-        for seed in self._init_seeds:
-            with _engine.forked_rng(seed, device):
-                module = self._build_network(X.shape[1], self.input_shape_)
+        for seed in plan.init_seeds:
+            with forked_rng(seed, device):
+                module = self._build_network(plan)
                 if parallel.active:
-                    _distributed.convert_batchnorm(module, parallel)
+                    _distributed.convert_batchnorm(module, parallel, device)
                 objective = _IICObjective(
                     data, views, alpha=self.alpha, parallel=parallel
                 )
@@ -341,16 +307,16 @@ class IICClustering(
                     objective,
                     data.n_samples,
                     device,
-                    self._fit_max_epochs,
+                    plan.max_epochs,
                     parallel=parallel,
                 )
                 _distributed.revert_batchnorm(module)
-                selection = _select_head(
+                selection = select_head(
                     module.to(device),
                     data,
                     views,
                     alpha=self.alpha,
-                    n_head_inits=self._resolve_head_inits(),
+                    n_head_inits=plan.n_head_inits,
                     device=device,
                 )
             module.to("cpu")
@@ -360,15 +326,21 @@ class IICClustering(
         # Keep the backbone and the selected head only: that is what predicts.
         module.heads = nn.ModuleList([selection.head.cpu()])
         labels = _assign(module.to(device), data, device)
-        return selection, module.to("cpu"), history, labels, data.streamed
+        return _IICResult(module.to("cpu"), history, selection, labels, data.streamed)
 
-    def _resolve_head_inits(self):
-        """``n_head_inits``: "auto" fits none when each sample is paired with
-        its own adversarial view, else 50."""
-        if self.n_head_inits != "auto":
-            return self.n_head_inits
-        own_view = isinstance(self._augment, VirtualAdversarial)
-        return 0 if own_view and self._n_neighbors == 0 else _AUTO_HEAD_INITS
+    def _fitted_attributes(self, plan, result):
+        order, labels = self._order_clusters(result.labels)
+        return {
+            "labels_": labels,
+            "streamed_": result.streamed,
+            "head_losses_": result.selection.losses,
+            "best_head_": int(np.argmin(result.selection.losses)),
+            "loss_": result.selection.loss,
+            "_cluster_order": order,
+            "_view_seed": plan.view_seed,
+            "_n_neighbors": plan.n_neighbors,
+            "_augment": plan.augment,
+        }
 
     def predict(self, X):
         """Assign each sample of ``X`` to a cluster.
@@ -444,12 +416,12 @@ class IICClustering(
         if X.shape[0] < 2:
             raise ValueError("score needs at least 2 samples to pair views.")
         device = self._predict_device()
-        data = self._place(X, device)
+        data = self._place(X, device, self._scaling, self.input_shape_)
         module = self._module_on(device)
-        with _engine.forked_rng(self._view_seed, device):
+        with forked_rng(self._view_seed, device):
             n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
             views = _Views.build(data, n_neighbors, self._augment)
-            losses = _evaluate_heads(module, [module.heads[0]], data, views, 1.0)
+            losses = evaluate_heads(module, [module.heads[0]], data, views, 1.0)
         return float(-losses[0])
 
     @property
@@ -466,30 +438,39 @@ class IICClustering(
         proba = self._infer(X, lambda module, x: module(x)[0][0].float().softmax(dim=1))
         return proba.numpy()[:, self._cluster_order]
 
-    def _build_network(self, n_features, image_shape):
-        backbone = self._backbone(n_features, image_shape)
-        width = feature_width(backbone, self._sample_shape())
+    def _build_network(self, plan):
+        backbone = self._backbone(plan)
+        width = feature_width(backbone, plan.sample_shape)
         sizes = [self.n_clusters]
         if self.overclustering > 1:
             sizes.append(self.overclustering * self.n_clusters)
         return MultiHeadNetwork(backbone, width, sizes, n_heads=self.n_heads)
 
-    def _check_clusters(self, counts):
-        used = int(np.count_nonzero(counts))
-        if used == 1 and self.n_clusters > 1:
-            raise TrainingError(
-                f"Training collapsed: all samples fell into one cluster instead of "
-                f"{self.n_clusters}. Try a larger alpha, more epochs or a smaller lr; "
-                "identical or constant samples cannot be clustered."
-            )
-        if used < self.n_clusters:
-            warnings.warn(
-                f"Only {used} of n_clusters={self.n_clusters} clusters hold training "
-                "samples; the data may have fewer distinct groups, or try a larger "
-                "alpha.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+
+@dataclass(frozen=True, eq=False)
+class _IICPlan(FitPlan):
+    augment: object  # the resolved augmentation (callable, VirtualAdversarial or None)
+    n_neighbors: int  # neighbours a second view is drawn from; 0: the sample itself
+    n_head_inits: int  # fresh heads fitted for the head selection
+    init_seeds: tuple[int, ...]  # one torch seed per initialisation (n_init)
+    view_seed: int  # seeds the neighbour search and the views of score()
+
+
+class _IICResult(NamedTuple):
+    module: nn.Module  # backbone and the selected head, on the CPU
+    history: object  # skorch History of the kept initialisation
+    selection: Selection  # the head selection of the kept initialisation
+    labels: np.ndarray  # cluster of each training sample, as the head numbers them
+    streamed: bool  # whether the data was streamed to the device
+
+
+def _resolve_head_inits(n_head_inits, augment, n_neighbors):
+    """``n_head_inits``: "auto" fits none when each sample is paired with its own
+    adversarial view, else 50."""
+    if n_head_inits != "auto":
+        return n_head_inits
+    own_view = isinstance(augment, VirtualAdversarial)
+    return 0 if own_view and n_neighbors == 0 else _AUTO_HEAD_INITS
 
 
 class _Views:
@@ -510,7 +491,7 @@ class _Views:
     @classmethod
     def build(cls, data, n_neighbors: int, augment) -> _Views:
         """Neighbour lists and perturbation lengths of ``data``, as needed."""
-        neighbors = nearest_neighbors(data, n_neighbors) if n_neighbors else None
+        neighbors = _data.neighbor_indices(data, n_neighbors) if n_neighbors else None
         radius = None
         if isinstance(augment, VirtualAdversarial):
             radius = augment.radius(data).to(data.index_device)
@@ -576,10 +557,10 @@ class _IICObjective(_engine.Objective):
         self.parallel = parallel or _distributed.Parallel()
 
     def batches(self, n_samples, batch_size, device):
-        index_batches = _engine.DeviceBatches(
+        index_batches = _data.DeviceBatches(
             n_samples, batch_size, self.data.index_device
         )
-        return _engine.Epochs(lambda: self.data.load(self.views.plans(index_batches)))
+        return _data.Epochs(lambda: self.data.load(self.views.plans(index_batches)))
 
     def forward(self, module: nn.Module, batch) -> Tensor:
         (_, partner_idx), (x, partner) = batch
@@ -615,136 +596,11 @@ class _IICObjective(_engine.Objective):
         return loss
 
 
-class _Selection(NamedTuple):
-    head: ClusteringHeads  # the selected head, a single sub-head
-    loss: float  # its loss
-    losses: np.ndarray  # loss of every candidate: trained sub-heads, then fresh heads
-
-
-def _select_head(module, data, views, *, alpha, n_head_inits, device):
-    """Pick the clustering head with the lowest loss on the training data.
-
-    Candidates are the main sub-heads trained with the network and
-    ``n_head_inits`` fresh linear heads fitted by the same loss on the frozen
-    features of several random views (cheap: the features are computed once,
-    for at most ``_HEAD_FIT_SAMPLES`` samples). Heads trained jointly with the
-    backbone often settle in poor local optima that a fresh head on the same
-    features escapes, and across heads the loss tracks clustering quality
-    closely, so the loss chooses. Every candidate is scored on all samples
-    against the same second views.
-    """
-    trained = module.heads[0]
-    candidates = [trained]
-    if n_head_inits:
-        n = data.n_samples
-        fit_idx = torch.arange(n, device=data.index_device)
-        if n > _HEAD_FIT_SAMPLES:
-            fit_idx = torch.randperm(n, device=data.index_device)[:_HEAD_FIT_SAMPLES]
-        firsts, partners = _embed_views(module, data, views, fit_idx, device)
-        width = firsts.shape[-1]
-        fresh = ClusteringHeads(width, trained.n_outputs, n_head_inits).to(device)
-        _fit_heads(fresh, firsts, partners, alpha=alpha)
-        del firsts, partners
-        candidates.append(fresh)
-    losses = _evaluate_heads(module, candidates, data, views, alpha)
-    best = int(np.argmin(losses))
-    which, index = (0, best) if best < trained.n_heads else (1, best - trained.n_heads)
-    head = _single_head(candidates[which], index)
-    return _Selection(head, float(losses[best]), losses)
-
-
-@torch.no_grad()
-def _embed_views(module, data, views, fit_idx, device):
-    """Backbone features (float32) of ``_CACHED_VIEWS`` random view pairs.
-
-    Returns ``firsts`` and ``partners``, each (n_views, len(fit_idx), width):
-    the first views of the samples ``fit_idx`` and the second views of their
-    partners (adversarial views are computed against ``module``'s heads).
-    """
-    module.eval()
-    backbone = module.backbone
-    amp_dtype = _engine.autocast_dtype(device)
-    firsts, partners = [], []
-    for idx in fit_idx.split(_engine.INFERENCE_BATCH):
-        a_views, b_views = [], []
-        for _ in range(_CACHED_VIEWS):
-            plan = (idx, views.partner_indices(idx))
-            (_, partner_idx), (x, partner) = next(iter(data.load([plan])))
-            with _engine.autocast(device, amp_dtype):
-                a_views.append(backbone(views.first(x)).float())
-                second = views.second(module, partner, partner_idx)
-                b_views.append(backbone(second).float())
-        firsts.append(torch.stack(a_views))
-        partners.append(torch.stack(b_views))
-    return torch.cat(firsts, dim=1), torch.cat(partners, dim=1)
-
-
-def _fit_heads(heads, firsts, partners, *, alpha):
-    """Fit linear heads by the IIC loss on cached features of view pairs."""
-    n_views, n_samples = firsts.shape[:2]
-    batch = min(n_samples, _HEAD_BATCH)
-    optimizer = torch.optim.Adam(heads.parameters(), lr=_HEAD_LR)
-    heads.train()
-    with torch.enable_grad():
-        for _ in range(_HEAD_STEPS):
-            idx = torch.randint(n_samples, (batch,), device=firsts.device)
-            view = torch.randint(n_views, (2,), device=firsts.device)
-            p1 = heads(firsts[view[0], idx]).softmax(dim=-1)
-            p2 = heads(partners[view[1], idx]).softmax(dim=-1)
-            loss = iic_loss(p1, p2, alpha=alpha).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    heads.eval()
-
-
-@torch.no_grad()
-def _evaluate_heads(module, candidates, data, views, alpha):
-    """Loss of every sub-head of ``candidates`` on all samples, clean vs. one view.
-
-    The joint distributions are summed chunk by chunk (the IIC joint is a sum
-    over samples), so memory does not grow with the data.
-    """
-    device = next(module.parameters()).device
-    module.eval()
-    amp_dtype = _engine.autocast_dtype(device)
-    joints = [None] * len(candidates)
-    indices = torch.arange(data.n_samples, device=data.index_device)
-    plans = views.plans(indices.split(_engine.INFERENCE_BATCH))
-    for (_, partner_idx), (x, partner) in data.load(plans):
-        with _engine.autocast(device, amp_dtype):
-            clean = module.backbone(x).float()
-            second_view = views.second(module, partner, partner_idx)
-            second = module.backbone(second_view).float()
-        for i, heads in enumerate(candidates):
-            p1 = heads(clean).float().softmax(dim=-1)
-            p2 = heads(second).float().softmax(dim=-1)
-            joint = p1.transpose(-1, -2) @ p2
-            joints[i] = joint if joints[i] is None else joints[i] + joint
-    losses = []
-    for joint in joints:
-        joint = (joint + joint.transpose(-1, -2)) / 2
-        losses.append(iic_loss_from_joint(joint, alpha=alpha).cpu().numpy())
-    return np.concatenate(losses)
-
-
 @torch.no_grad()
 def _assign(module, data, device):
     """Cluster of every sample by the module's first head (eval mode)."""
     module.eval()
-    labels = _engine.map_samples(
+    labels = _data.map_samples(
         lambda x: module(x)[0][0].float().argmax(dim=1), data, device
     )
     return labels.cpu().numpy()
-
-
-def _single_head(heads, index):
-    """A one-sub-head copy of sub-head ``index`` of ``heads``."""
-    k = heads.n_outputs
-    head = ClusteringHeads(heads.linear.in_features, k, 1).to(
-        heads.linear.weight.device
-    )
-    with torch.no_grad():
-        head.linear.weight.copy_(heads.linear.weight[index * k : (index + 1) * k])
-        head.linear.bias.copy_(heads.linear.bias[index * k : (index + 1) * k])
-    return head.eval()

@@ -7,6 +7,8 @@ change there is mended in one place.
 
 from __future__ import annotations
 
+import os
+import sys
 from numbers import Integral
 
 import numpy as np
@@ -32,7 +34,11 @@ __all__ = [
     "check_input",
     "check_n_samples",
     "chunked_stats",
+    "user_stacklevel",
 ]
+
+# Largest magnitude float32 holds: float64 input beyond it would become inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_input(estimator, X, *, reset):
@@ -64,6 +70,11 @@ def check_input(estimator, X, *, reset):
     """
     if isinstance(X, np.memmap) and X.flags.c_contiguous:
         return _check_memmap(estimator, X, reset=reset)
+    if isinstance(X, (list, tuple)):
+        # Nested lists of images are images, as the same ndarray would be.
+        as_array = np.asarray(X, dtype=object)
+        if as_array.ndim in (3, 4):
+            X = np.asarray(X)
     if hasattr(X, "shape") and getattr(X, "ndim", 2) in (3, 4) and not _is_sparse(X):
         X = np.asarray(X)
     given_shape = None
@@ -83,7 +94,20 @@ def check_input(estimator, X, *, reset):
         ensure_min_features=1,
     )
     image_shape = _image_shape(estimator, given_shape, X.shape[1], reset)
+    _check_float32_range(X)
     return np.ascontiguousarray(X, dtype=np.float32), image_shape
+
+
+def _check_float32_range(X):
+    """Reject values that float32, the type skiic trains in, cannot hold."""
+    if X.dtype == np.float64 and X.size:
+        largest = float(np.abs(X).max())
+        if largest > _FLOAT32_MAX:
+            raise ValueError(
+                f"X holds values up to {largest:.3g} in magnitude, beyond float32's "
+                f"range ({_FLOAT32_MAX:.3g}); skiic trains in float32, where they "
+                "would become infinite. Rescale X first, e.g. with StandardScaler."
+            )
 
 
 def _image_shape(estimator, given_shape, n_features, reset):
@@ -135,8 +159,10 @@ def _check_memmap(estimator, X, *, reset):
     # ... and finiteness on all of it, a chunk at a time.
     if X.dtype.kind == "f":
         for start in range(0, X.shape[0], _CHUNK_ROWS):
-            if not np.isfinite(X[start : start + _CHUNK_ROWS]).all():
+            chunk = X[start : start + _CHUNK_ROWS]
+            if not np.isfinite(chunk).all():
                 raise ValueError("Input X contains NaN or infinity.")
+            _check_float32_range(chunk)
     return X, _image_shape(estimator, given_shape, X.shape[1], reset)
 
 
@@ -203,3 +229,22 @@ def chunked_stats(X):
 
 def _is_sparse(X):
     return hasattr(X, "tocsr") or hasattr(X, "format")
+
+
+_PACKAGE_DIRS = tuple(
+    os.path.dirname(path) + os.sep
+    for path in (__file__, sys.modules["sklearn"].__file__)
+)
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first frame outside skiic.
+
+    Frames of skiic and scikit-learn (whose ``_fit_context`` wraps ``fit``)
+    are skipped, so the warning names the user's line, wherever the check
+    sits in the call chain.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from sklearn.datasets import make_blobs
 from torch import nn
 
-from skiic import DeepClusterEstimator, IICClustering
+from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
 from skiic._distributed import (
     Parallel,
     SyncBatchNorm,
@@ -167,3 +167,16 @@ def test_sync_batchnorm_is_plain_batchnorm_in_one_process():
     back = revert_batchnorm(synced)
     assert isinstance(back[1], nn.BatchNorm1d)
     assert torch.equal(back[1].running_var, plain[1].running_var)
+
+
+def test_autoencoder_two_processes_train_like_one(blobs):
+    params = dict(max_epochs=3, batch_size=128, device="cpu", random_state=0)
+    single = AutoEncoderEmbedder(2, **params).fit(blobs)
+    spread = AutoEncoderEmbedder(2, devices=["cpu", "cpu"], **params).fit(blobs)
+    np.testing.assert_allclose(
+        spread.history_[:, "train_loss"], single.history_[:, "train_loss"], rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        spread.transform(blobs), single.transform(blobs), rtol=1e-3, atol=1e-3
+    )
+    assert not any(isinstance(m, SyncBatchNorm) for m in spread.module_.modules())

@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-from skiic import DeepClusterEstimator, IICClustering
-from skiic._engine import ResidentData, StreamedData, parse_memory, place_data
+from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
+from skiic._data import ResidentData, StreamedData, parse_memory, place_data
 from skiic.augment import VectorAugmentation, VirtualAdversarial, nearest_neighbors
 from skiic.metrics import matched_accuracy
 from skiic.networks import MLPBackbone
@@ -148,4 +148,28 @@ def test_memmap_with_nan_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         IICClustering(3, **FAST).fit(
             np.memmap(path, dtype=np.float64, mode="r", shape=(20000, 3))
+        )
+
+
+@pytest.mark.parametrize("early_stopping", [False, True], ids=["plain", "early-stop"])
+def test_autoencoder_streaming_gives_the_resident_result(early_stopping):
+    """Training batches and the held-out error go through the stream."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits(n_class=4).data.reshape(-1, 1, 8, 8)
+    params = dict(
+        max_epochs=3,
+        batch_size=128,
+        early_stopping=early_stopping,
+        device="cpu",
+        random_state=0,
+    )
+    resident = AutoEncoderEmbedder(3, **params).fit(X)
+    streamed = AutoEncoderEmbedder(3, device_memory_limit=0, **params).fit(X)
+    assert not resident.streamed_ and streamed.streamed_
+    np.testing.assert_array_equal(resident.transform(X), streamed.transform(X))
+    keys = ["train_loss"] + (["valid_loss"] if early_stopping else [])
+    for key in keys:
+        np.testing.assert_array_equal(
+            resident.history_[:, key], streamed.history_[:, key]
         )

@@ -1,0 +1,301 @@
+"""Samples on the device: placement, scaling, streaming, batches of indices.
+
+Data that fits is copied to the device once (:class:`ResidentData`); larger
+data stays in host memory or its ``np.memmap`` and is streamed batch by batch
+(:class:`StreamedData`). Training batches are index tensors drawn on the
+device (:class:`DeviceBatches`); :func:`map_samples` runs a function over a
+source chunk by chunk, for inference.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._device import autocast, autocast_dtype
+
+__all__ = [
+    "INFERENCE_BATCH",
+    "DeviceBatches",
+    "Epochs",
+    "ResidentData",
+    "StreamedData",
+    "map_samples",
+    "parse_memory",
+    "place_data",
+    "scale_on_device",
+    "scaling_tensors",
+    "to_device",
+]
+
+# Samples pushed through the network at a time when predicting.
+INFERENCE_BATCH = 4096
+
+
+def to_device(X: np.ndarray, device: torch.device, shape=None) -> Tensor:
+    """Copy a host array to the device once, optionally reshaped (images).
+
+    On the CPU the tensor shares the array's memory; skiic only ever reads it,
+    so read-only arrays (e.g. from pandas) are fine and not copied.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not")
+        tensor = torch.from_numpy(np.ascontiguousarray(X))
+    if shape is not None:
+        tensor = tensor.reshape(tensor.shape[0], *shape)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def parse_memory(value) -> int:
+    """Bytes from an int or a string such as ``"512MB"`` or ``"2 GiB"``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    match = re.fullmatch(
+        r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*", str(value).lower()
+    )
+    if match is None:
+        raise ValueError(
+            f"A memory size must be a number of bytes or a string such as '512MB' "
+            f"or '2GB'; got {value!r}."
+        )
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** " kmgt".index(unit or " "))
+
+
+def scale_on_device(x: Tensor, offset: Tensor, scale: Tensor, shape=None) -> Tensor:
+    """``(x - offset) / scale`` as float32, reshaped to images when ``shape`` is set.
+
+    The one place where the estimators' input scaling is applied to tensors,
+    so that resident, streamed and predicted batches agree to the last bit.
+    """
+    x = torch.div(torch.sub(x.float(), offset), scale)
+    if shape is not None:
+        x = x.reshape(x.shape[0], *shape)
+    return x
+
+
+def scaling_tensors(offset, scale, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The estimator's scaling constants as float32 tensors on ``device``."""
+    return (
+        torch.as_tensor(np.asarray(offset, dtype=np.float32), device=device),
+        torch.as_tensor(np.asarray(scale, dtype=np.float32), device=device),
+    )
+
+
+class ResidentData:
+    """Scaled float32 samples held on the device as one tensor.
+
+    ``take(idx)`` is plain indexing; ``load(plans)`` yields each plan (a tuple
+    of index tensors) with the matching sample tensors.
+    """
+
+    streamed = False
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+        self.device = tensor.device
+        self.n_samples = int(tensor.shape[0])
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where index tensors for :meth:`take` should live."""
+        return self.device
+
+    def take(self, idx: Tensor) -> Tensor:
+        return self.tensor[idx]
+
+    def load(self, plans: Iterable[tuple[Tensor, ...]]):
+        for plan in plans:
+            yield plan, tuple(self.take(idx) for idx in plan)
+
+
+class StreamedData:
+    """Samples left in host memory (or an ``np.memmap``), sent to the device per batch.
+
+    Rows are gathered on the host in their stored dtype (uint8 images travel
+    four times lighter than float32), pinned, copied with ``non_blocking=True``
+    and scaled on the device. :meth:`load` prefetches: while the device works
+    on one batch, a background thread gathers and pins the next.
+
+    Parameters
+    ----------
+    array : ndarray or np.memmap of shape (n_samples, n_features)
+        Unscaled samples, any real dtype.
+    offset, scale : ndarray or float
+        The estimator's input scaling: samples become ``(x - offset) / scale``.
+    shape : tuple of int or None
+        ``(C, H, W)`` of image samples, ``None`` for vectors.
+    device : torch.device
+        Where batches go.
+    """
+
+    streamed = True
+    index_device = torch.device("cpu")
+
+    def __init__(self, array, *, offset, scale, shape, device: torch.device) -> None:
+        self.array = array
+        self.device = device
+        self.n_samples = int(array.shape[0])
+        self.shape = shape
+        self.offset, self.scale = scaling_tensors(offset, scale, device)
+        self.max_rows = 0  # largest number of rows held on the device by one take
+
+    def _gather(self, idx: Tensor) -> Tensor:
+        positions = idx.cpu().numpy()
+        order = np.argsort(positions, kind="stable")
+        rows = np.empty((len(positions), self.array.shape[1]), dtype=self.array.dtype)
+        rows[order] = self.array[positions[order]]  # sorted reads suit a memmap
+        host = torch.from_numpy(rows)
+        return host.pin_memory() if self.device.type == "cuda" else host
+
+    def _to_device(self, host: Tensor) -> Tensor:
+        self.max_rows = max(self.max_rows, int(host.shape[0]))
+        x = host.to(self.device, non_blocking=True)
+        return scale_on_device(x, self.offset, self.scale, self.shape)
+
+    def take(self, idx: Tensor) -> Tensor:
+        return self._to_device(self._gather(idx))
+
+    def load(self, plans: Iterable[tuple[Tensor, ...]]):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+
+            def submit(plan):
+                return plan, [pool.submit(self._gather, idx) for idx in plan]
+
+            pending = None
+            for plan in plans:
+                upcoming = submit(plan)
+                if pending is not None:
+                    yield self._finish(pending)
+                pending = upcoming
+            if pending is not None:
+                yield self._finish(pending)
+
+    def _finish(self, pending):
+        plan, futures = pending
+        return plan, tuple(self._to_device(f.result()) for f in futures)
+
+
+def place_data(X, *, offset, scale, shape, device: torch.device, limit):
+    """Put samples on the device when they fit in ``limit`` bytes, else stream them.
+
+    ``limit`` is a number of bytes or ``"auto"``: on CUDA, half of the free
+    device memory; elsewhere everything in host memory stays resident, and an
+    ``np.memmap`` is streamed (it is on disk for a reason).
+    """
+    n_bytes = X.shape[0] * X.shape[1] * 4
+    if limit == "auto":
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = n_bytes <= free // 2
+        else:
+            fits = not isinstance(X, np.memmap)
+    else:
+        fits = n_bytes <= parse_memory(limit)
+    if fits:
+        tensor = to_device(np.asarray(X, dtype=np.float32), device)
+        offset, scale = scaling_tensors(offset, scale, device)
+        return ResidentData(scale_on_device(tensor, offset, scale, shape))
+    return StreamedData(X, offset=offset, scale=scale, shape=shape, device=device)
+
+
+class DeviceBatches:
+    """Shuffled batches of sample indices, drawn on the device each epoch.
+
+    The number of batches is ``max(1, n_samples // batch_size)`` and the
+    permutation is split into nearly equal parts, so every batch holds at least
+    ``min(batch_size, n_samples)`` samples (BatchNorm and the IIC joint
+    distribution both dislike tiny batches) and no sample is dropped.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples in the data set.
+    batch_size : int
+        Target size of a batch.
+    device : torch.device
+        Where the indices live.
+    """
+
+    def __init__(self, n_samples: int, batch_size: int, device: torch.device) -> None:
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self.device = device
+
+    def __len__(self) -> int:
+        return max(1, self.n_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        perm = torch.randperm(self.n_samples, device=self.device)
+        yield from torch.tensor_split(perm, len(self))
+
+
+class Epochs:
+    """Batches an objective can return: each ``iter`` starts a new epoch from
+    ``make()``, e.g. a generator fetching the batches through a data source."""
+
+    def __init__(self, make: Callable[[], Iterable]) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
+@torch.no_grad()
+def map_samples(
+    fn: Callable[[Tensor], Tensor], data, device: torch.device, indices=None
+) -> Tensor:
+    """Apply ``fn(batch)`` to the samples of a data source, chunk by chunk.
+
+    ``data`` is a :class:`ResidentData` or :class:`StreamedData`; chunks of
+    ``INFERENCE_BATCH`` samples (of ``indices``, on ``data.index_device``,
+    default all samples in order) are read through its ``load``, so a streamed
+    source prefetches the next chunk while ``fn`` runs. ``fn`` runs under
+    autocast on ``device``; the results are concatenated there. The caller
+    sets the module's mode.
+    """
+    if indices is None:
+        indices = torch.arange(data.n_samples, device=data.index_device)
+    amp_dtype = autocast_dtype(device)
+    plans = ((chunk,) for chunk in indices.split(INFERENCE_BATCH))
+    outputs = []
+    for _, (x,) in data.load(plans):
+        with autocast(device, amp_dtype):
+            outputs.append(fn(x))
+    return torch.cat(outputs)
+
+
+def neighbor_indices(data, n_neighbors: int) -> Tensor:
+    """Indices of each sample's ``n_neighbors`` nearest neighbours, itself excluded.
+
+    Euclidean distance on the scaled, flattened samples. Data resident on the
+    CPU goes to scikit-learn's ``NearestNeighbors`` (tree or brute force, as
+    it judges fastest); on an accelerator, or streamed, the blockwise torch
+    search of :func:`skiic.augment.nearest_neighbors` runs where the data is.
+    The result lives on the data's device.
+    """
+    if isinstance(data, ResidentData) and data.device.type == "cpu":
+        from sklearn.neighbors import NearestNeighbors
+
+        if not 0 < n_neighbors < data.n_samples:
+            raise ValueError(
+                f"n_neighbors must be between 1 and n_samples - 1 = "
+                f"{data.n_samples - 1}; got {n_neighbors}."
+            )
+        X = data.tensor.reshape(data.n_samples, -1).numpy()
+        # kneighbors() without X: each sample is not its own neighbour, even
+        # among duplicates.
+        index = NearestNeighbors(n_neighbors=n_neighbors).fit(X)
+        return torch.from_numpy(index.kneighbors(return_distance=False))
+    from .augment import nearest_neighbors
+
+    return nearest_neighbors(data, n_neighbors)
