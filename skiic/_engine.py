@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from skorch.history import History
 from torch import Tensor, nn
 
@@ -95,10 +95,18 @@ class Trainer(NeuralNet):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
-            # skorch's partial_fit swallows it and returns as if training had
-            # finished; train() raises it again once skorch has cleaned up.
-            self.interrupted_ = True
+            # skorch's EarlyStopping stops training by raising it, and skorch's
+            # partial_fit swallows it; any other one is the user's, which
+            # train() raises again once skorch has cleaned up.
+            self.interrupted_ = not self._stopped_early()
             raise
+
+    def _stopped_early(self) -> bool:
+        return any(
+            isinstance(callback, EarlyStopping)
+            and callback.misses_ >= callback.patience
+            for _, callback in self.callbacks_
+        )
 
     def initialize(self):
         super().initialize()

@@ -270,3 +270,29 @@ def test_cli_modules_answer_without_torch_or_sklearn(tmp_path):
 # __getattr__): `skiic` and `python -m skiic` import the package first.
 def test_help_usage_errors_and_missing_files_are_answered_before_torch(tmp_path):
     assert _imported_heavy_modules(QUICK_ANSWERS, tmp_path) == "[]"
+
+
+def test_ctrl_c_exits_130_and_writes_no_labels(tmp_path):
+    import os
+    import signal
+    import time
+
+    data, out = tmp_path / "X.npy", tmp_path / "labels.npy"
+    np.save(data, np.random.default_rng(0).random((2000, 8)))
+    command = [sys.executable, "-m", "skiic", "cluster", str(data)]
+    command += ["--n-clusters", "3", "--max-epochs", "10000", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        while "fitting" not in process.stdout.readline():
+            pass
+        time.sleep(3)  # well into training
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert stderr.strip() == "skiic: error: interrupted"
+    assert not out.exists()
