@@ -337,12 +337,6 @@ def test_no_second_view_is_rejected():
 
 
 # ----------------------------------------------------------------- failures
-def test_collapse_to_one_cluster_is_an_error():
-    X = np.ones((30, 4))  # identical samples cannot be told apart
-    with pytest.raises(TrainingError, match="collapsed"):
-        IICClustering(3, **FAST).fit(X)
-
-
 def test_fewer_clusters_than_asked_warns():
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 20, axis=0)
     with pytest.warns(ConvergenceWarning, match="Only 2 of n_clusters=3"):
