@@ -1,6 +1,6 @@
 """Malformed training data every estimator must reject, with the error it raises.
 
-Shared by the estimators' test modules: each entry is ``(X, error, message)``
+Used by tests/test_estimators.py for every estimator: each entry is ``(X, error, message)``
 where ``message`` is a regular expression the error message must match.
 """
 

@@ -12,9 +12,13 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
-@pytest.fixture(params=["cpu", "cuda"])
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request):
-    """Run a test on each available device; CUDA is skipped where absent."""
+    """Run a test on each available device; CUDA is skipped where absent.
+
+    The CUDA run carries the ``gpu`` marker: ``pytest -m gpu`` selects the GPU
+    tests, ``-m "not gpu"`` leaves them out.
+    """
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
     return request.param
