@@ -1,7 +1,8 @@
 """Malformed training data every estimator must reject, with the error it raises.
 
-Used by tests/test_estimators.py for every estimator: each entry is ``(X, error, message)``
-where ``message`` is a regular expression the error message must match.
+Used by tests/test_estimators.py for every estimator: each entry is
+``(X, error, message)`` where ``message`` is a regular expression the error
+message must match.
 """
 
 import numpy as np
