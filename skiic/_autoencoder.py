@@ -109,6 +109,14 @@ class AutoEncoderEmbedder(
         ``if __name__ == "__main__":``. ``"process_group"``: train on the
         default process group that already exists (``torchrun``). ``None``
         trains in this process on ``device``.
+    n_threads : int, "auto" or None, default="auto"
+        CPU threads torch uses during ``fit`` and prediction; the caller's
+        setting is restored afterwards. ``"auto"``: the cores this process may
+        use (torch's setting, which follows ``OMP_NUM_THREADS`` and the limits
+        joblib and Dask give their workers, capped by CPU affinity and cgroup
+        quotas) less those other processes keep busy when the fit starts, at
+        least 1, so that a busy machine does not slow training down many
+        times over. ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the batches, the augmentations and the
         validation split. Runs on the CPU with the same seed are identical.
@@ -206,6 +214,7 @@ class AutoEncoderEmbedder(
         lr=1e-3,
         device="auto",
         devices=None,
+        n_threads="auto",
         random_state=None,
         verbose=0,
     ):
@@ -224,6 +233,7 @@ class AutoEncoderEmbedder(
         self.lr = lr
         self.device = device
         self.devices = devices
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 

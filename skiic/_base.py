@@ -86,6 +86,11 @@ class _BaseDeepEstimator(BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "device": [str],
         "devices": [list, tuple, StrOptions({"process_group"}), None],
+        "n_threads": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+            None,
+        ],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -176,7 +181,18 @@ class _BaseDeepEstimator(BaseEstimator):
         """
         if self.devices is None:
             device = _device.resolve_device(self.device, for_fit=True)
-            return self._fit_core(X, plan, device=device)
+            with _device.torch_threads(self.n_threads) as n_threads:
+                _engine.log(
+                    self.verbose,
+                    f"{type(self).__name__}: {X.shape[0]} samples, "
+                    f"{_describe(plan)}, on {device}"
+                    + (
+                        f" with {n_threads} CPU thread" + "s" * (n_threads != 1)
+                        if device.type == "cpu"
+                        else ""
+                    ),
+                )
+                return self._fit_core(X, plan, device=device)
         if self.devices == "process_group":
             parallel = _distributed.process_group_parallel()
             return self._fit_core(
@@ -227,6 +243,11 @@ class _BaseDeepEstimator(BaseEstimator):
             callbacks=callbacks,
             parallel=parallel,
         )
+
+    def _say(self, parallel, message):
+        """A progress line when ``verbose`` (from the main process only)."""
+        main = parallel is None or not parallel.active or parallel.is_main
+        _engine.log(self.verbose and main, message)
 
     def _place(self, X, device, scaling: Scaling, shape):
         """The samples on the device, or streamed when over ``device_memory_limit``."""
@@ -297,14 +318,15 @@ class _BaseDeepEstimator(BaseEstimator):
     def _infer(self, X, fn, *, device=None):
         """Run ``fn(module, batch)`` over ``X``, scaled on the prediction device."""
         device = device or self._predict_device()
-        return _engine.infer(
-            self._module_on(device),
-            X,
-            fn,
-            device=device,
-            shape=self.input_shape_,
-            scaling=(self._offset, self._scale),
-        )
+        with _device.torch_threads(self.n_threads):
+            return _engine.infer(
+                self._module_on(device),
+                X,
+                fn,
+                device=device,
+                shape=self.input_shape_,
+                scaling=(self._offset, self._scale),
+            )
 
     def _module_on(self, device):
         """The trained network on ``device``: ``module_`` on the CPU, else a copy."""
@@ -421,6 +443,13 @@ def fit_scaling(X, image_shape) -> Scaling:
     if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
         scale = np.float32(1.0)
     return Scaling(offset, scale)
+
+
+def _describe(plan: FitPlan) -> str:
+    """The input as the network sees it, for progress messages."""
+    if plan.input_shape is not None:
+        return "images of shape " + "x".join(map(str, plan.input_shape))
+    return f"vectors of {plan.n_features} features"
 
 
 def _fit_core_in_process(estimator, X, plan, *, device, parallel):

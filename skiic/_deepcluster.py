@@ -134,6 +134,14 @@ class DeepClusterEstimator(
         guard their top level with ``if __name__ == "__main__":``.
         ``"process_group"``: join the default process group that already
         exists, e.g. under ``torchrun``. ``None`` trains in this process.
+    n_threads : int, "auto" or None, default="auto"
+        CPU threads torch uses during ``fit`` and prediction; the caller's
+        setting is restored afterwards. ``"auto"``: the cores this process may
+        use (torch's setting, which follows ``OMP_NUM_THREADS`` and the limits
+        joblib and Dask give their workers, capped by CPU affinity and cgroup
+        quotas) less those other processes keep busy when the fit starts, at
+        least 1, so that a busy machine does not slow training down many
+        times over. ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, k-means, sampling and augmentation. Runs on the
         CPU with the same seed are identical.
@@ -253,6 +261,7 @@ class DeepClusterEstimator(
         lr=1e-3,
         device="auto",
         devices=None,
+        n_threads="auto",
         random_state=None,
         verbose=0,
     ):
@@ -270,6 +279,7 @@ class DeepClusterEstimator(
         self.lr = lr
         self.device = device
         self.devices = devices
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -305,6 +315,12 @@ class DeepClusterEstimator(
         """
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device, plan.scaling, plan.input_shape)
+        if plan.n_neighbors:
+            self._say(
+                parallel,
+                f"searching the {plan.n_neighbors} nearest neighbours of "
+                f"{data.n_samples} samples",
+            )
         with forked_rng(plan.seed, device):
             n_neighbors = plan.n_neighbors
             neighbors = (
@@ -325,6 +341,11 @@ class DeepClusterEstimator(
                 neighbors=neighbors,
                 parallel=parallel,
             )
+            self._say(
+                parallel,
+                f"training {plan.max_epochs} epochs, each re-clustering the "
+                f"features into {plan.n_pseudo_classes} pseudo-classes",
+            )
             module, history = self._train(
                 module,
                 objective,
@@ -334,6 +355,7 @@ class DeepClusterEstimator(
                 parallel=parallel,
             )
             _distributed.revert_batchnorm(module)
+            self._say(parallel, f"k-means into {self.n_clusters} clusters")
             features = _features(module.to(device).backbone, data, device, parallel)
             with _clustering_threads(device):
                 whitening = _Whitening.fit(features, n_components)

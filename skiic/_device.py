@@ -3,16 +3,27 @@
 * ``device="auto"`` picks CUDA when present, else the CPU;
 * mixed precision: bf16 autocast on CUDA where supported, else fp16 (with a
   gradient scaler in the trainer), none on the CPU;
-* seeding inside ``torch.random.fork_rng`` so the caller's RNG is untouched.
+* seeding inside ``torch.random.fork_rng`` so the caller's RNG is untouched;
+* the CPU threads of a fit, chosen for the machine as it is now and restored
+  afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 
 import torch
 
-__all__ = ["autocast", "autocast_dtype", "forked_rng", "resolve_device"]
+__all__ = [
+    "autocast",
+    "autocast_dtype",
+    "forked_rng",
+    "resolve_device",
+    "resolve_threads",
+    "torch_threads",
+]
 
 
 def resolve_device(device: str, *, for_fit: bool = True) -> torch.device:
@@ -75,3 +86,76 @@ def forked_rng(seed: int, device: torch.device):
     ):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Run the block with the CPU threads ``n_threads`` resolves to (see
+    :func:`resolve_threads`); torch's previous setting is restored on exit."""
+    previous = torch.get_num_threads()
+    wanted = resolve_threads(n_threads, previous)
+    if wanted == previous:
+        yield wanted
+        return
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(previous)
+
+
+def resolve_threads(n_threads, current: int) -> int:
+    """The number of torch CPU threads for a fit.
+
+    ``None`` keeps ``current`` (torch's setting). An int is used as given.
+    ``"auto"`` takes the cores this process may use (``current``, which
+    follows ``OMP_NUM_THREADS`` and so the limits joblib and Dask set for
+    their workers, capped by the CPU affinity and cgroup quota that
+    ``joblib.cpu_count`` reads) less the cores other processes keep busy right
+    now, and at least one: torch's threads wait for each other at every
+    operation, so a thread that shares its core with another busy process
+    slows all of them down by far more than the core it adds.
+    """
+    if n_threads is None:
+        return current
+    if n_threads != "auto":
+        return int(n_threads)
+    from joblib import cpu_count
+
+    available = min(current, cpu_count())
+    return max(1, available - _busy_elsewhere())
+
+
+def _busy_elsewhere() -> int:
+    """Cores kept busy by other processes now (0 where Linux's /proc is absent).
+
+    The kernel's count of runnable threads (the fourth field of
+    ``/proc/loadavg``), less this process's own running threads; the median
+    of three readings, a few milliseconds apart.
+    """
+    readings = []
+    for attempt in range(3):
+        try:
+            with open("/proc/loadavg") as file:
+                runnable = int(file.read().split()[3].split("/")[0])
+            own = _own_running_threads()
+        except (OSError, ValueError, IndexError):
+            return 0
+        readings.append(max(0, runnable - own))
+        if attempt < 2:
+            time.sleep(0.005)
+    return sorted(readings)[1]
+
+
+def _own_running_threads() -> int:
+    """This process's threads in the running state, at least 1 (the caller)."""
+    running = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as file:
+                # the state follows the command name, which is in parentheses
+                state = file.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        running += state == "R"
+    return max(1, running)

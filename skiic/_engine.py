@@ -25,7 +25,7 @@ from ._device import autocast, autocast_dtype
 from ._validation import user_stacklevel
 from .exceptions import ConvergenceWarning, TrainingError
 
-__all__ = ["Objective", "Trainer", "check_trajectory", "infer", "train"]
+__all__ = ["Objective", "Trainer", "check_trajectory", "infer", "log", "train"]
 
 # Divergence: a batch loss this many times (at least 1 in absolute terms)
 # above the untrained network's, the first batch's.
@@ -237,6 +237,12 @@ def train(
     )
     trained = trainer.module_.to("cpu").eval()
     return trained, history
+
+
+def log(verbose, message: str) -> None:
+    """Say what a fit is doing, when ``verbose``: one line on stdout, at once."""
+    if verbose:
+        print(f"[skiic] {message}", flush=True)
 
 
 def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:

@@ -128,6 +128,14 @@ class IICClustering(
         ``torchrun`` on several machines (every process calls ``fit`` on the
         same data; its device is its local GPU when ``device="auto"``).
         ``None`` trains in this process on ``device``.
+    n_threads : int, "auto" or None, default="auto"
+        CPU threads torch uses during ``fit`` and prediction; the caller's
+        setting is restored afterwards. ``"auto"``: the cores this process may
+        use (torch's setting, which follows ``OMP_NUM_THREADS`` and the limits
+        joblib and Dask give their workers, capped by CPU affinity and cgroup
+        quotas) less those other processes keep busy when the fit starts, at
+        least 1, so that a busy machine does not slow training down many
+        times over. ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, batches, augmentations and neighbour draws.
         Runs on the CPU with the same seed are identical.
@@ -230,6 +238,7 @@ class IICClustering(
         lr=1e-3,
         device="auto",
         devices=None,
+        n_threads="auto",
         random_state=None,
         verbose=0,
     ):
@@ -249,6 +258,7 @@ class IICClustering(
         self.lr = lr
         self.device = device
         self.devices = devices
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -291,10 +301,21 @@ class IICClustering(
         """
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device, plan.scaling, plan.input_shape)
+        if plan.n_neighbors:
+            self._say(
+                parallel,
+                f"searching the {plan.n_neighbors} nearest neighbours of "
+                f"{data.n_samples} samples",
+            )
         with forked_rng(plan.view_seed, device):
             views = _Views.build(data, plan.n_neighbors, plan.augment)
         best = None
-        for seed in plan.init_seeds:
+        for number, seed in enumerate(plan.init_seeds, start=1):
+            self._say(
+                parallel,
+                f"training initialisation {number} of {len(plan.init_seeds)}: "
+                f"{plan.max_epochs} epochs",
+            )
             with forked_rng(seed, device):
                 module = self._build_network(plan)
                 if parallel.active:
@@ -311,6 +332,11 @@ class IICClustering(
                     parallel=parallel,
                 )
                 _distributed.revert_batchnorm(module)
+                self._say(
+                    parallel,
+                    f"selecting the head by loss among {self.n_heads} trained and "
+                    f"{plan.n_head_inits} fresh ones",
+                )
                 selection = select_head(
                     module.to(device),
                     data,

@@ -6,6 +6,16 @@ import torch
 
 
 @pytest.fixture(autouse=True)
+def _quiet_machine(monkeypatch):
+    """n_threads="auto" as on a quiet machine: other jobs on the machine (or the
+    other half of a parallel test run) must not change a test's thread count,
+    on which the last digits of torch's results depend."""
+    from skiic import _device
+
+    monkeypatch.setattr(_device, "_busy_elsewhere", lambda: 0)
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     """Start every test from the same global RNG state (as skorch's suite does)."""
     np.random.seed(0)

@@ -68,6 +68,22 @@ def test_bench_iic(tmp_path, capsys):
     assert TABLE in printed and "nearest neighbours share" in printed
 
 
+def test_bench_busy(tmp_path, capsys):
+    import bench_busy
+
+    argv = ["--n-samples", "200", "--seeds", "0", "--max-epochs", "1"]
+    argv += ["--threads", "auto", "1", "--busy", "0", "1", "--device", "cpu"]
+    methods = run_json(bench_busy, argv, tmp_path)
+    assert methods == [
+        "KMeans(10)",
+        "IIC n_threads=auto, 0 busy",
+        "IIC n_threads=1, 0 busy",
+        "IIC n_threads=auto, 1 busy",
+        "IIC n_threads=1, 1 busy",
+    ]
+    assert TABLE in capsys.readouterr().out
+
+
 def test_bench_streaming(capsys):
     import bench_streaming
 

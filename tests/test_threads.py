@@ -1,0 +1,101 @@
+"""The CPU threads a fit uses, and what it says while it runs."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering, _device
+
+ESTIMATORS = [IICClustering, DeepClusterEstimator, AutoEncoderEmbedder]
+REAL_BUSY_ELSEWHERE = _device._busy_elsewhere
+
+
+@pytest.fixture
+def X():
+    return np.random.default_rng(0).random((90, 4))
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+class _CountThreads(nn.Module):
+    """A backbone that records torch's thread count whenever it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 8)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.linear(x)
+
+
+@pytest.mark.parametrize(
+    "n_threads, current, busy, expected",
+    [
+        (None, 3, 5, 3),
+        (2, 3, 5, 2),
+        ("auto", 2, 0, 2),
+        ("auto", 2, 1, 1),
+        ("auto", 2, 7, 1),
+        ("auto", 64, 0, 8),
+    ],
+    ids=[
+        "none-keeps",
+        "int",
+        "auto-quiet",
+        "auto-one-busy",
+        "auto-all-busy",
+        "auto-capped-by-cores",
+    ],
+)
+def test_thread_resolution(monkeypatch, n_threads, current, busy, expected):
+    monkeypatch.setattr(_device, "_busy_elsewhere", lambda: busy)
+    monkeypatch.setattr("joblib.cpu_count", lambda: 8)
+    assert _device.resolve_threads(n_threads, current) == expected
+
+
+def test_busy_elsewhere_reads_a_count():
+    # taken at import, before conftest's quiet-machine stand-in replaces it
+    assert REAL_BUSY_ELSEWHERE() >= 0
+    assert _device._own_running_threads() >= 1
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_fit_trains_with_its_threads_and_restores_the_callers(cls, X):
+    torch.set_num_threads(2)
+    module = _CountThreads()
+    model = cls(max_epochs=1, device="cpu", n_threads=1, module=module).fit(X)
+    assert set(model.module_.backbone.seen) == {1}
+    assert torch.get_num_threads() == 2
+    # and prediction runs with them too
+    model.module_.backbone.seen.clear()
+    model.transform(X)
+    assert set(model.module_.backbone.seen) == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_none_leaves_torchs_setting(X):
+    torch.set_num_threads(1)
+    module = _CountThreads()
+    model = IICClustering(3, max_epochs=1, device="cpu", n_threads=None, module=module)
+    model.fit(X)
+    assert set(model.module_.backbone.seen) == {1}
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_verbose_says_what_the_fit_does_before_training(cls, X, capsys):
+    cls(max_epochs=1, device="cpu", n_threads=1, verbose=1).fit(X)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "[skiic]" in line]
+    assert lines[0] == (
+        f"[skiic] {cls.__name__}: 90 samples, vectors of 4 features, on cpu with "
+        "1 CPU thread"
+    )
+    if cls is not AutoEncoderEmbedder:
+        assert lines[1] == "[skiic] searching the 10 nearest neighbours of 90 samples"
