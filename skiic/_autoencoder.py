@@ -244,6 +244,7 @@ class AutoEncoderEmbedder(
             n_features=X.shape[1],
             input_shape=image_shape,
             scaling=scaling,
+            compact=False,
             max_epochs=resolve_max_epochs(
                 self.max_epochs,
                 len(train),

@@ -64,6 +64,7 @@ class FitPlan:
     input_shape: tuple[int, int, int] | None
     scaling: Scaling
     max_epochs: int
+    compact: bool  # train the compact default network (IIC on a CPU)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -200,6 +201,14 @@ class _BaseDeepEstimator(BaseEstimator):
             )
         return _distributed.spawn(_fit_core_in_process, self.devices, (self, X, plan))
 
+    def _fits_on_cpu(self) -> bool:
+        """Whether this fit trains on CPUs (``device``, or the ``devices``)."""
+        if self.devices is None:
+            return _device.resolve_device(self.device, for_fit=True).type == "cpu"
+        if self.devices == "process_group":
+            return self._rank_device().type == "cpu"
+        return _distributed.check_devices(self.devices)[0].type == "cpu"
+
     def _rank_device(self):
         """This process's device in a torchrun job: its local GPU, else ``device``."""
         if self.device == "auto" and torch.cuda.is_available():
@@ -216,7 +225,7 @@ class _BaseDeepEstimator(BaseEstimator):
         """A fresh backbone: a copy of the user's ``module`` or the default one."""
         if self.module is not None:
             return copy.deepcopy(self.module)
-        return make_backbone(plan.n_features, plan.input_shape)
+        return make_backbone(plan.n_features, plan.input_shape, compact=plan.compact)
 
     def _train(
         self,

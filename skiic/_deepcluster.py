@@ -292,6 +292,7 @@ class DeepClusterEstimator(
             n_features=X.shape[1],
             input_shape=image_shape,
             scaling=scaling,
+            compact=False,
             max_epochs=resolve_max_epochs(
                 self.max_epochs,
                 n_draws,

@@ -21,13 +21,14 @@ from .augment import (
     kl_divergence,
     sample_neighbors,
 )
-from .losses import iic_loss_from_joint
+from .losses import iic_loss_from_joint, soft_assignments
 from .networks import MultiHeadNetwork, feature_width
 
-# max_epochs="auto": about this many optimiser steps, within these epoch bounds.
-_AUTO_STEPS, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 10, 100
-# Fresh heads fitted for head selection when n_head_inits="auto".
-_AUTO_HEAD_INITS = 50
+# max_epochs="auto": about this many optimiser steps (on a GPU, on a CPU),
+# within these epoch bounds.
+_AUTO_STEPS, _AUTO_STEPS_CPU, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 560, 10, 100
+# Fresh heads fitted for head selection when n_head_inits="auto" (GPU, CPU).
+_AUTO_HEAD_INITS, _AUTO_HEAD_INITS_CPU = 50, 20
 
 
 class IICClustering(
@@ -73,7 +74,7 @@ class IICClustering(
         sub-heads only. ``"auto"`` fits 50, except when each sample is paired
         with its own :class:`~skiic.augment.VirtualAdversarial` view
         (``n_neighbors`` 0 or ``"auto"``), where it fits none (why: see
-        :ref:`iic_why_the_defaults`).
+        :ref:`iic_why_the_defaults`); images on a CPU get 20.
     n_init : int, default=1
         Independent trainings from different initialisations; the one whose
         selected head reaches the lowest loss is kept (as in ``KMeans``).
@@ -98,11 +99,13 @@ class IICClustering(
     module : torch.nn.Module, default=None
         Custom backbone mapping a batch (n, C, H, W) or (n, n_features) to
         features (n, width); it is copied, never trained in place. ``None``
-        picks a convolutional network sized from the image shape or an MLP.
+        picks a convolutional network sized from the image shape (with half
+        the channels when images train on a CPU) or an MLP.
     max_epochs : int or "auto", default="auto"
         Training epochs per initialisation. ``"auto"`` runs about 800
         optimiser steps, between 10 and 100 epochs (100 epochs for the
-        1,797 digits at the default batch size, 10 for MNIST's 70,000).
+        1,797 digits at the default batch size, 10 for MNIST's 70,000);
+        images on a CPU about 560 (80 epochs for the digits).
     batch_size : int, default=256
         Samples per optimiser step.
     device_memory_limit : int, str or "auto", default="auto"
@@ -274,21 +277,27 @@ class IICClustering(
                 "set n_neighbors to a positive number."
             )
         *init_seeds, view_seed = self._seeds(self.n_init + 1)
+        # Images on a CPU: a compact default network, fewer steps and fresh
+        # heads (measured on the digits; vectors train fast either way).
+        on_cpu = image_shape is not None and self._fits_on_cpu()
         return _IICPlan(
             n_features=X.shape[1],
             input_shape=image_shape,
             scaling=scaling,
+            compact=on_cpu and self.module is None,
             max_epochs=resolve_max_epochs(
                 self.max_epochs,
                 n_samples,
                 self.batch_size,
-                target_steps=_AUTO_STEPS,
+                target_steps=_AUTO_STEPS_CPU if on_cpu else _AUTO_STEPS,
                 low=_AUTO_MIN_EPOCHS,
                 high=_AUTO_MAX_EPOCHS,
             ),
             augment=augment,
             n_neighbors=n_neighbors,
-            n_head_inits=_resolve_head_inits(self.n_head_inits, augment, n_neighbors),
+            n_head_inits=_resolve_head_inits(
+                self.n_head_inits, augment, n_neighbors, on_cpu=on_cpu
+            ),
             init_seeds=tuple(init_seeds),
             view_seed=view_seed,
         )
@@ -461,7 +470,7 @@ class IICClustering(
 
     # ---------------------------------------------------------------- helpers
     def _proba(self, X):
-        proba = self._infer(X, lambda module, x: module(x)[0][0].float().softmax(dim=1))
+        proba = self._infer(X, lambda module, x: soft_assignments(module(x)[0][0]))
         return proba.numpy()[:, self._cluster_order]
 
     def _build_network(self, plan):
@@ -490,13 +499,14 @@ class _IICResult(NamedTuple):
     streamed: bool  # whether the data was streamed to the device
 
 
-def _resolve_head_inits(n_head_inits, augment, n_neighbors):
+def _resolve_head_inits(n_head_inits, augment, n_neighbors, *, on_cpu):
     """``n_head_inits``: "auto" fits none when each sample is paired with its own
-    adversarial view, else 50."""
+    adversarial view, else 50 (20 on a CPU)."""
     if n_head_inits != "auto":
         return n_head_inits
-    own_view = isinstance(augment, VirtualAdversarial)
-    return 0 if own_view and n_neighbors == 0 else _AUTO_HEAD_INITS
+    if isinstance(augment, VirtualAdversarial) and n_neighbors == 0:
+        return 0
+    return _AUTO_HEAD_INITS_CPU if on_cpu else _AUTO_HEAD_INITS
 
 
 class _Views:
@@ -609,8 +619,8 @@ class _IICObjective(_engine.Objective):
         second_logits = module(second)
         loss = 0.0
         for logits1, logits2 in zip(first_logits, second_logits):
-            p1 = logits1.float().softmax(dim=-1)
-            p2 = logits2.float().softmax(dim=-1)
+            p1 = soft_assignments(logits1)
+            p2 = soft_assignments(logits2)
             joint = self.parallel.all_reduce(p1.transpose(-1, -2) @ p2)
             joint = (joint + joint.transpose(-1, -2)) / 2
             loss = loss + iic_loss_from_joint(joint, alpha=self.alpha).mean()

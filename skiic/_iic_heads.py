@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import _data, _device
-from .losses import iic_loss, iic_loss_from_joint
+from .losses import iic_loss, iic_loss_from_joint, soft_assignments
 from .networks import ClusteringHeads
 
 # Views cached per sample, and the fit of the fresh heads.
@@ -95,8 +95,8 @@ def _fit_heads(heads, firsts, partners, *, alpha):
         for _ in range(_HEAD_STEPS):
             idx = torch.randint(n_samples, (batch,), device=firsts.device)
             view = torch.randint(n_views, (2,), device=firsts.device)
-            p1 = heads(firsts[view[0], idx]).softmax(dim=-1)
-            p2 = heads(partners[view[1], idx]).softmax(dim=-1)
+            p1 = soft_assignments(heads(firsts[view[0], idx]))
+            p2 = soft_assignments(heads(partners[view[1], idx]))
             loss = iic_loss(p1, p2, alpha=alpha).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -123,8 +123,8 @@ def evaluate_heads(module, candidates, data, views, alpha):
             second_view = views.second(module, partner, partner_idx)
             second = module.backbone(second_view).float()
         for i, heads in enumerate(candidates):
-            p1 = heads(clean).float().softmax(dim=-1)
-            p2 = heads(second).float().softmax(dim=-1)
+            p1 = soft_assignments(heads(clean))
+            p2 = soft_assignments(heads(second))
             joint = p1.transpose(-1, -2) @ p2
             joints[i] = joint if joints[i] is None else joints[i] + joint
     losses = []

@@ -73,9 +73,13 @@ def test_streaming_gives_the_resident_result(blobs, kind):
 
         X, y = load_digits(n_class=4, return_X_y=True)
         X, n_clusters = X.reshape(-1, 1, 8, 8), 4
-    resident = IICClustering(n_clusters, random_state=0, **FAST, **extra).fit(X)
+        # the compact CPU network needs a few more epochs (0.944 and 0.896
+        # at 10 epochs on seeds 0 and 1, 0.71 at 5)
+        extra = dict(max_epochs=10)
+    params = {**FAST, **extra}
+    resident = IICClustering(n_clusters, random_state=0, **params).fit(X)
     streamed = IICClustering(
-        n_clusters, random_state=0, device_memory_limit=0, **FAST, **extra
+        n_clusters, random_state=0, device_memory_limit=0, **params
     ).fit(X)
     assert not resident.streamed_ and streamed.streamed_
     assert np.array_equal(resident.labels_, streamed.labels_)
