@@ -277,12 +277,30 @@ def map_samples(
 def neighbor_indices(data, n_neighbors: int) -> Tensor:
     """Indices of each sample's ``n_neighbors`` nearest neighbours, itself excluded.
 
-    Euclidean distance on the scaled, flattened samples, by the blockwise
-    search of :func:`skiic.augment.nearest_neighbors`, where the data is.
-    (scikit-learn's ``NearestNeighbors`` was tried on the CPU: inside Dask
-    workers its fits gave results that changed from run to run, for a reason
-    not yet found, so it is not used.) The result lives on the data's device.
+    Euclidean distance on the scaled, flattened samples. Data resident on the
+    CPU goes to scikit-learn's ``NearestNeighbors`` (tree or brute force, as
+    it judges fastest); on an accelerator, or streamed, the blockwise torch
+    search of :func:`skiic.augment.nearest_neighbors` runs where the data is.
+    The result lives on the data's device.
     """
+    if isinstance(data, ResidentData) and data.device.type == "cpu":
+        from joblib import parallel_config
+        from sklearn.neighbors import NearestNeighbors
+
+        if not 0 < n_neighbors < data.n_samples:
+            raise ValueError(
+                f"n_neighbors must be between 1 and n_samples - 1 = "
+                f"{data.n_samples - 1}; got {n_neighbors}."
+            )
+        X = data.tensor.reshape(data.n_samples, -1).numpy()
+        # Sequential: inside a Dask worker, scikit-learn's own joblib calls
+        # would hand the worker's thread to another task, and two fits running
+        # at once in one process share torch's random number generator.
+        with parallel_config(backend="sequential"):
+            index = NearestNeighbors(n_neighbors=n_neighbors).fit(X)
+            # kneighbors() without X: each sample is not its own neighbour,
+            # even among duplicates.
+            return torch.from_numpy(index.kneighbors(return_distance=False))
     from .augment import nearest_neighbors
 
     return nearest_neighbors(data, n_neighbors)
