@@ -16,7 +16,7 @@ from skorch.callbacks import EarlyStopping
 from torch import Tensor, nn
 
 from . import _data, _distributed, _engine
-from ._base import FitPlan, _BaseDeepEstimator, resolve_max_epochs
+from ._base import FitPlan, _BaseDeepEstimator, count, resolve_max_epochs
 from ._device import forked_rng
 from ._validation import Interval, StrOptions
 from .networks import AutoEncoder, feature_width, make_decoder
@@ -294,6 +294,12 @@ class AutoEncoderEmbedder(
             module = self._build_network(plan)
             if parallel.active:
                 _distributed.convert_batchnorm(module, parallel, device)
+            self._say(
+                parallel,
+                f"training {count(plan.max_epochs, 'epoch')} on "
+                f"{len(plan.train)} samples"
+                + ("" if plan.valid is None else f", {len(plan.valid)} held out"),
+            )
             module, history = self._train(
                 module,
                 objective,

@@ -188,7 +188,7 @@ class _BaseDeepEstimator(BaseEstimator):
                     f"{type(self).__name__}: {X.shape[0]} samples, "
                     f"{_describe(plan)}, on {device}"
                     + (
-                        f" with {n_threads} CPU thread" + "s" * (n_threads != 1)
+                        f" with {count(n_threads, 'CPU thread')}"
                         if device.type == "cpu"
                         else ""
                     ),
@@ -452,6 +452,11 @@ def fit_scaling(X, image_shape) -> Scaling:
     if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
         scale = np.float32(1.0)
     return Scaling(offset, scale)
+
+
+def count(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless ``n`` is 1, for progress messages."""
+    return f"{n} {word}" + ("s" if n != 1 else "")
 
 
 def _describe(plan: FitPlan) -> str:

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from . import _data, _distributed, _engine
-from ._base import FitPlan, _BaseDeepClusterer, resolve_max_epochs
+from ._base import FitPlan, _BaseDeepClusterer, count, resolve_max_epochs
 from ._device import forked_rng
 from ._kmeans import assign, kmeans
 from ._validation import Interval, StrOptions
@@ -344,7 +344,7 @@ class DeepClusterEstimator(
             )
             self._say(
                 parallel,
-                f"training {plan.max_epochs} epochs, each re-clustering the "
+                f"training {count(plan.max_epochs, 'epoch')}, each re-clustering the "
                 f"features into {plan.n_pseudo_classes} pseudo-classes",
             )
             module, history = self._train(

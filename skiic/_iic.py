@@ -12,7 +12,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from torch import Tensor, nn
 
 from . import _data, _distributed, _engine
-from ._base import FitPlan, _BaseDeepClusterer, resolve_max_epochs
+from ._base import FitPlan, _BaseDeepClusterer, count, resolve_max_epochs
 from ._device import forked_rng
 from ._iic_heads import Selection, evaluate_heads, select_head
 from ._validation import Interval, StrOptions
@@ -323,7 +323,7 @@ class IICClustering(
             self._say(
                 parallel,
                 f"training initialisation {number} of {len(plan.init_seeds)}: "
-                f"{plan.max_epochs} epochs",
+                f"{count(plan.max_epochs, 'epoch')}",
             )
             with forked_rng(seed, device):
                 module = self._build_network(plan)

@@ -97,5 +97,7 @@ def test_verbose_says_what_the_fit_does_before_training(cls, X, capsys):
         f"[skiic] {cls.__name__}: 90 samples, vectors of 4 features, on cpu with "
         "1 CPU thread"
     )
-    if cls is not AutoEncoderEmbedder:
+    if cls is AutoEncoderEmbedder:
+        assert lines[1] == "[skiic] training 1 epoch on 90 samples"
+    else:
         assert lines[1] == "[skiic] searching the 10 nearest neighbours of 90 samples"
