@@ -99,6 +99,8 @@ def bad_inputs(tmp_path):
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "vector.npy", X[:, 0])
     np.save(tmp_path / "y_short.npy", y[:5])
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "folder.npy").mkdir()
     np.savez(tmp_path / "two.npz", a=X, b=X)
     (tmp_path / "text.npy").write_text("not numpy")
     (tmp_path / "letters.csv").write_text("1,2\n3,oops\n")
@@ -128,6 +130,10 @@ def bad_inputs(tmp_path):
         (["X.npy", "--labels", tmp_path / "y_short.npy"], "has 5 labels for 20"),
         (["X.npy", "-k", "50"], "n_samples=20 should be >= n_clusters=50"),
         (["X.npy", "-o", tmp_path / "nowhere" / "l.npy"], "no directory"),
+        (["X.npy", "-o", "X.npy"], "is the input file X.npy"),
+        (["X.npy", "-o", "X"], "is the input file X.npy"),  # np.save adds .npy
+        (["X.npy", "--labels", "y.npy", "-o", "y.npy"], "is the input file y.npy"),
+        (["X.npy", "-o", "folder.npy"], "is a directory"),
     ]
 
 
