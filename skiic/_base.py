@@ -115,12 +115,17 @@ class _BaseDeepEstimator(BaseEstimator):
             The fitted estimator.
         """
         before = dict(vars(self))
+        rng = self.random_state
+        rng_state = rng.get_state() if isinstance(rng, np.random.RandomState) else None
         try:
             fitted = self._fit(X)
         except BaseException:
-            # validate_data has already set n_features_in_: put everything back
+            # validate_data has already set n_features_in_: put everything back,
+            # and the draws from a RandomState given as random_state
             vars(self).clear()
             vars(self).update(before)
+            if rng_state is not None:
+                rng.set_state(rng_state)
             raise
         vars(self).update(fitted)
         return self

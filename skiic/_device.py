@@ -111,10 +111,11 @@ def resolve_threads(n_threads, current: int) -> int:
     ``"auto"`` takes the cores this process may use (``current``, which
     follows ``OMP_NUM_THREADS`` and so the limits joblib and Dask set for
     their workers, capped by the CPU affinity and cgroup quota that
-    ``joblib.cpu_count`` reads) less the cores other processes keep busy right
-    now, and at least one: torch's threads wait for each other at every
-    operation, so a thread that shares its core with another busy process
-    slows all of them down by far more than the core it adds.
+    ``joblib.cpu_count`` reads), at most the machine's cores that other
+    processes leave free right now, and at least one: torch's threads wait
+    for each other at every operation, so a thread that shares its core with
+    another busy process slows all of them down by far more than the core it
+    adds.
     """
     if n_threads is None:
         return current
@@ -123,7 +124,10 @@ def resolve_threads(n_threads, current: int) -> int:
     from joblib import cpu_count
 
     available = min(current, cpu_count())
-    return max(1, available - _busy_elsewhere())
+    # the kernel's count covers the whole machine (often the host, in a
+    # container): only the cores beyond this process's share can absorb it
+    free = (os.cpu_count() or available) - _busy_elsewhere()
+    return max(1, min(available, free))
 
 
 def _busy_elsewhere() -> int:

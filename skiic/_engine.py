@@ -138,8 +138,8 @@ class Trainer(NeuralNet):
             training=True,
         )
         if self.parallel is not None:
-            if self.grad_scaler_ is not None:
-                self.grad_scaler_.unscale_(self.optimizer_)
+            # Averaged while still scaled (the scale is the same everywhere):
+            # then every process sees the same overflow and skips the same steps.
             self.parallel.average_gradients(self.module_.parameters())
         if self.grad_scaler_ is not None:
             self.grad_scaler_.step(self.optimizer_)
@@ -252,6 +252,12 @@ def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:
     No objective of skiic climbs more than ``1e3`` times that loss's magnitude
     while it learns; past that, or at NaN or inf, training diverged.
     """
+    if not math.isfinite(reference):
+        raise TrainingError(
+            f"The untrained network's loss is already {reference}, before any "
+            "optimiser step: the learning rate is not the cause; check the input, "
+            "a custom module or augmentation."
+        )
     bound = reference + _DIVERGENCE_FACTOR * max(abs(reference), 1.0)
     bad = next((v for v in losses if not math.isfinite(v) or v > bound), None)
     if bad is None:

@@ -116,7 +116,7 @@ def test_failed_refit_leaves_the_previous_fit(make, blobs, width):
     before = _fitted_state(model)
     expected = output(model, blobs)
     other = np.random.default_rng(1).normal(scale=50.0, size=(60, width))
-    with pytest.raises(TrainingError, match="diverged"):
+    with pytest.raises(TrainingError, match="diverged|untrained network"):
         model.set_params(module=_NaNAfterFit(width)).fit(other)
     after = _fitted_state(model)
     assert after.keys() == before.keys()
@@ -229,3 +229,17 @@ def test_ctrl_c_stops_a_fit_and_leaves_it_unfitted(name, args):
     assert process.returncode == 3, rest
     assert "interrupted; fitted attributes: []" in rest
     assert stopped_after < 10
+
+
+@each_estimator
+def test_failed_fit_gives_back_the_draws_of_a_random_state(make, blobs):
+    rng = np.random.RandomState(0)
+    expected = np.random.RandomState(0).randint(1000)
+    with pytest.raises(TrainingError):
+        make(module=_NaNAfterFit(4), random_state=rng).fit(blobs)
+    assert rng.randint(1000) == expected
+
+
+def test_a_nan_before_training_does_not_blame_the_learning_rate(blobs):
+    with pytest.raises(TrainingError, match="untrained network's loss is already"):
+        IICClustering(3, module=_NaNAfterFit(4), **FAST).fit(blobs)

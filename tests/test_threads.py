@@ -37,14 +37,16 @@ class _CountThreads(nn.Module):
 
 
 @pytest.mark.parametrize(
-    "n_threads, current, busy, expected",
+    "n_threads, current, machine, busy, expected",
     [
-        (None, 3, 5, 3),
-        (2, 3, 5, 2),
-        ("auto", 2, 0, 2),
-        ("auto", 2, 1, 1),
-        ("auto", 2, 7, 1),
-        ("auto", 64, 0, 8),
+        (None, 3, 8, 5, 3),
+        (2, 3, 8, 5, 2),
+        ("auto", 2, 2, 0, 2),
+        ("auto", 2, 2, 1, 1),
+        ("auto", 2, 2, 7, 1),
+        ("auto", 64, 8, 0, 8),
+        ("auto", 8, 64, 40, 8),
+        ("auto", 8, 64, 60, 4),
     ],
     ids=[
         "none-keeps",
@@ -53,11 +55,14 @@ class _CountThreads(nn.Module):
         "auto-one-busy",
         "auto-all-busy",
         "auto-capped-by-cores",
+        "auto-busy-host-with-room",
+        "auto-busy-host-nearly-full",
     ],
 )
-def test_thread_resolution(monkeypatch, n_threads, current, busy, expected):
+def test_thread_resolution(monkeypatch, n_threads, current, machine, busy, expected):
     monkeypatch.setattr(_device, "_busy_elsewhere", lambda: busy)
-    monkeypatch.setattr("joblib.cpu_count", lambda: 8)
+    monkeypatch.setattr("joblib.cpu_count", lambda: min(8, machine))
+    monkeypatch.setattr(_device.os, "cpu_count", lambda: machine)
     assert _device.resolve_threads(n_threads, current) == expected
 
 
