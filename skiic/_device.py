@@ -130,13 +130,21 @@ def resolve_threads(n_threads, current: int) -> int:
     return max(1, min(available, free))
 
 
+# The last load reading, (time.monotonic(), cores), reused for a second so
+# that many short predict calls do not each pay for three readings.
+_LAST_READING: list = [float("-inf"), 0]
+
+
 def _busy_elsewhere() -> int:
     """Cores kept busy by other processes now (0 where Linux's /proc is absent).
 
     The kernel's count of runnable threads (the fourth field of
     ``/proc/loadavg``), less this process's own running threads; the median
-    of three readings, a few milliseconds apart.
+    of three readings, a few milliseconds apart, reused for a second.
     """
+    now = time.monotonic()
+    if now - _LAST_READING[0] < 1.0:
+        return _LAST_READING[1]
     readings = []
     for attempt in range(3):
         try:
@@ -148,7 +156,8 @@ def _busy_elsewhere() -> int:
         readings.append(max(0, runnable - own))
         if attempt < 2:
             time.sleep(0.005)
-    return sorted(readings)[1]
+    _LAST_READING[:] = [time.monotonic(), sorted(readings)[1]]
+    return _LAST_READING[1]
 
 
 def _own_running_threads() -> int:
