@@ -274,33 +274,72 @@ def map_samples(
     return torch.cat(outputs)
 
 
-def neighbor_indices(data, n_neighbors: int) -> Tensor:
+# Rows per query of the CPU neighbour search: progress is reported after each.
+NEIGHBOR_QUERY_ROWS = 20_000
+
+
+def neighbor_indices(data, n_neighbors: int, *, progress=None) -> Tensor:
     """Indices of each sample's ``n_neighbors`` nearest neighbours, itself excluded.
 
     Euclidean distance on the scaled, flattened samples. Data resident on the
     CPU goes to scikit-learn's ``NearestNeighbors`` (tree or brute force, as
-    it judges fastest); on an accelerator, or streamed, the blockwise torch
-    search of :func:`skiic.augment.nearest_neighbors` runs where the data is.
-    The result lives on the data's device.
+    it judges fastest), queried ``NEIGHBOR_QUERY_ROWS`` samples at a time with
+    ``progress(done, n_samples)`` called after each query when there are
+    several; on an accelerator, or streamed, the blockwise torch search of
+    :func:`skiic.augment.nearest_neighbors` runs where the data is. The result
+    lives on the data's device.
     """
     if isinstance(data, ResidentData) and data.device.type == "cpu":
-        from joblib import parallel_config
-        from sklearn.neighbors import NearestNeighbors
-
         if not 0 < n_neighbors < data.n_samples:
             raise ValueError(
                 f"n_neighbors must be between 1 and n_samples - 1 = "
                 f"{data.n_samples - 1}; got {n_neighbors}."
             )
         X = data.tensor.reshape(data.n_samples, -1).numpy()
-        # Sequential: inside a Dask worker, scikit-learn's own joblib calls
-        # would hand the worker's thread to another task, and two fits running
-        # at once in one process share torch's random number generator.
-        with parallel_config(backend="sequential"):
-            index = NearestNeighbors(n_neighbors=n_neighbors).fit(X)
-            # kneighbors() without X: each sample is not its own neighbour,
-            # even among duplicates.
-            return torch.from_numpy(index.kneighbors(return_distance=False))
+        return torch.from_numpy(_sklearn_neighbors(X, n_neighbors, progress))
     from .augment import nearest_neighbors
 
     return nearest_neighbors(data, n_neighbors)
+
+
+def distances_to(data, partners: Tensor) -> Tensor:
+    """Euclidean distance from each sample to the sample ``partners[i]``.
+
+    Computed from the rows themselves, chunk by chunk, the same way whichever
+    search found the partners (float32, on the data's index device).
+    """
+    partners = partners.to(data.index_device)
+    out = []
+    for idx in torch.arange(data.n_samples, device=data.index_device).split(
+        INFERENCE_BATCH
+    ):
+        a = data.take(idx).reshape(len(idx), -1).float()
+        b = data.take(partners[idx]).reshape(len(idx), -1).float()
+        out.append((a - b).norm(dim=1).to(data.index_device))
+    return torch.cat(out)
+
+
+def _sklearn_neighbors(X, n_neighbors, progress):
+    """scikit-learn's search, each sample excluded from its own neighbours (as
+    ``kneighbors()`` without ``X`` does, even among duplicates), in queries of
+    ``NEIGHBOR_QUERY_ROWS`` rows."""
+    from joblib import parallel_config
+    from sklearn.neighbors import NearestNeighbors
+
+    n = X.shape[0]
+    # Sequential: inside a Dask worker, scikit-learn's own joblib calls
+    # would hand the worker's thread to another task, and two fits running
+    # at once in one process share torch's random number generator.
+    with parallel_config(backend="sequential"):
+        index = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(X)
+        found = []
+        for start in range(0, n, NEIGHBOR_QUERY_ROWS):
+            stop = min(start + NEIGHBOR_QUERY_ROWS, n)
+            indices = index.kneighbors(X[start:stop], return_distance=False)
+            # Drop the sample itself, or, where duplicates hid it, the first.
+            keep = indices != np.arange(start, stop)[:, None]
+            keep[keep.all(axis=1), 0] = False
+            found.append(indices[keep].reshape(stop - start, n_neighbors))
+            if progress is not None and n > NEIGHBOR_QUERY_ROWS:
+                progress(stop, n)
+    return np.concatenate(found)

@@ -22,6 +22,36 @@ def test_cpu_neighbours_equal_brute_force_search(shape):
     np.testing.assert_array_equal(found.numpy(), nearest_neighbors(X, 7).numpy())
 
 
+def test_cpu_search_in_several_queries_equals_one(monkeypatch):
+    X = np.random.default_rng(1).random((250, 3), dtype=np.float32)
+    X[49:60] = 5.0  # far from the rest: 11 equal samples, each among equals
+    expected = NearestNeighbors(n_neighbors=4, algorithm="brute").fit(X)
+    expected = expected.kneighbors(return_distance=False)
+    monkeypatch.setattr(_data, "NEIGHBOR_QUERY_ROWS", 64)
+    reports = []
+    found = _data.neighbor_indices(
+        _data.ResidentData(torch.from_numpy(X)),
+        4,
+        progress=lambda done, total: reports.append((done, total)),
+    ).numpy()
+    assert all(i not in row for i, row in enumerate(found.tolist()))
+    others = np.r_[0:49, 60:250]
+    np.testing.assert_array_equal(found[others], expected[others])
+    assert np.isin(found[49:60], np.arange(49, 60)).all()
+    assert reports == [(64, 250), (128, 250), (192, 250), (250, 250)]
+
+
+def test_distances_to_partners_are_computed_from_the_rows():
+    X = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    partners = torch.tensor([1, 2, 0])
+    streamed = _data.StreamedData(
+        X.numpy(), offset=0.0, scale=1.0, shape=None, device=torch.device("cpu")
+    )
+    for data in (_data.ResidentData(X), streamed):
+        distances = _data.distances_to(data, partners)
+        np.testing.assert_allclose(distances.numpy(), [5.0, 5.0, 10.0])
+
+
 def test_duplicates_are_neighbours_but_never_the_sample_itself():
     X = torch.tensor([[0.0], [0.0], [0.0], [5.0]])
     found = _data.neighbor_indices(_data.ResidentData(X), 2)
@@ -39,11 +69,13 @@ def test_neighbours_are_searched_once_per_fit(cls, monkeypatch):
     calls = []
     search = _data.neighbor_indices
 
-    def counted(data, n_neighbors):
+    def counted(data, n_neighbors, **kwargs):
         calls.append(n_neighbors)
-        return search(data, n_neighbors)
+        return search(data, n_neighbors, **kwargs)
 
     monkeypatch.setattr(_data, "neighbor_indices", counted)
     X = np.random.default_rng(0).random((80, 4))
     cls(3, max_epochs=2, device="cpu", random_state=0).fit(X)
+    # IIC's vector default: neighbours as partners and, from the same search,
+    # the lengths of the adversarial perturbations
     assert calls == [10]
