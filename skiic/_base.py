@@ -172,11 +172,15 @@ class _BaseDeepEstimator(BaseEstimator):
     # that a loss that never falls means no learning (not so for DeepCluster,
     # whose targets change every epoch).
     _comparable_epoch_losses = True
+    # The history entry that shows learning (IIC: without the adversarial term).
+    _learning_loss = "train_loss"
 
     def _check_result(self, plan: FitPlan, result) -> None:
         """Warn about a training that made no progress (divergence raised earlier)."""
         if self._comparable_epoch_losses:
-            _engine.check_trajectory(result.history, lr=self.lr)
+            _engine.check_trajectory(
+                result.history, lr=self.lr, key=self._learning_loss
+            )
 
     def _run(self, X, plan):
         """``self._fit_core(X, plan, device=, parallel=)`` where ``devices`` says.

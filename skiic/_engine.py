@@ -239,6 +239,18 @@ def train(
     return trained, history
 
 
+def join_histories(first: History, then: History) -> History:
+    """One history of a training continued by another: the second's epochs are
+    numbered on from the first's."""
+    offset = len(first)
+    joined = [dict(epoch) for epoch in first]
+    for epoch in then:
+        epoch = dict(epoch)
+        epoch["epoch"] = epoch.get("epoch", 0) + offset
+        joined.append(epoch)
+    return History(joined)
+
+
 def log(verbose, message: str) -> None:
     """Say what a fit is doing, when ``verbose``: one line on stdout, at once."""
     if verbose:
@@ -270,15 +282,15 @@ def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:
     )
 
 
-def check_trajectory(history: History, *, lr: float) -> None:
-    """Warn when the per-epoch loss of ``history`` never improved.
+def check_trajectory(history: History, *, lr: float, key: str = "train_loss") -> None:
+    """Warn when the per-epoch loss ``key`` of ``history`` never improved.
 
     Divergence is caught while training (:class:`Trainer` checks every
     epoch); a loss that over three or more epochs never fell below the first
     epoch's means the network learned nothing, usually from too large a
     learning rate.
     """
-    losses = [epoch["train_loss"] for epoch in history if "train_loss" in epoch]
+    losses = [epoch[key] for epoch in history if key in epoch]
     if len(losses) >= 3 and min(losses[1:]) >= losses[0]:
         warnings.warn(
             f"The loss never fell below its first epoch's value ({losses[0]:.4g}) "
