@@ -150,7 +150,8 @@ def summarise(rows, data_name, device, command, time_label="fit time"):
 def print_neighbor_agreement(Z, y, n_neighbors=10):
     """Print the share of each sample's nearest neighbours in ``Z`` with its label.
 
-    The neighbours are those IICClustering draws second views from on vectors:
+    The neighbours are those IICClustering pairs vectors with (below 5,000
+    samples by default, or with ``n_neighbors > 0``):
     :func:`skiic.augment.nearest_neighbors` (Euclidean, the sample itself
     excluded by index, so exact duplicates count as each other's neighbours).
     """
@@ -162,7 +163,7 @@ def print_neighbor_agreement(Z, y, n_neighbors=10):
     neighbors = neighbors.numpy()
     share = float(np.mean(y[neighbors] == y[:, None]))
     print(
-        f"  neighbour views: {share:.3f} of the {n_neighbors} nearest neighbours "
+        f"  neighbour graph: {share:.3f} of the {n_neighbors} nearest neighbours "
         f"share the sample's label (labels used for this line only)",
         flush=True,
     )

@@ -1,18 +1,25 @@
-"""IICClustering on small vector data sets: second views compared, next to KMeans.
+"""The vector panel: IICClustering on 2-D data sets next to KMeans.
 
 Examples::
 
-    python benchmarks/bench_vectors.py
+    python benchmarks/bench_vectors.py                      # the small sets
     python benchmarks/bench_vectors.py --sets iris wine --seeds 0 1 2
+    python benchmarks/bench_vectors.py --sets mnist_pca50 mnist_flat \\
+        --views default adversarial
 
-scikit-learn's bundled tables (iris, wine, breast cancer: standardised),
-the digits as 64-pixel vectors after ``PCA(30)``, and two generated sets
-(``moons``: two interleaved half circles; ``stretched_blobs``: five blobs of
-unequal spread, linearly sheared; both standardised), each clustered into its
-number of classes by ``KMeans`` and by ``IICClustering`` with each
-``--augmentation`` (``neighbours``: the default, ``VectorAugmentation()``
-neighbour pairs; ``adversarial``: ``VirtualAdversarial()`` views). Data that
-nothing was tuned on: a check on settings chosen on MNIST.
+The panel: scikit-learn's tables (iris, wine, breast cancer: standardised);
+the digits as 64 raw pixels (``digits``) and after ``PCA(30)``; generated
+sets (``moons`` and ``circles``, standardised; ``blobs``: eight round blobs in
+5 dimensions; ``stretched_blobs``: five blobs of unequal spread, linearly
+sheared; ``noisy_blobs``: six blobs in 10 dimensions plus 90 noise features);
+and all 70,000 MNIST images as flat pixels (``mnist_flat``) and after
+``PCA(50)`` (``mnist_pca50``; both read ``../shared/data/mnist.npz``). Each is
+clustered into its number of classes by ``KMeans(n_init=10)`` after the same
+preprocessing and by ``IICClustering`` with each of ``--views``:
+``default`` (the estimator's defaults), ``neighbours`` (a neighbour as the
+second view, ``VectorAugmentation()`` noise), ``adversarial`` (the sample's
+own ``VirtualAdversarial()`` view) and ``combined`` (the virtual adversarial
+view of a neighbour). Labels only score the result.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 
 import numpy as np
 from _common import (
+    DEFAULT_MNIST,
     command_line,
     device_name,
     score_row,
@@ -32,7 +40,7 @@ from sklearn import datasets
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from skiic import IICClustering
 from skiic.augment import VectorAugmentation, VirtualAdversarial
@@ -41,6 +49,16 @@ from skiic.augment import VectorAugmentation, VirtualAdversarial
 def _moons(return_X_y=True):
     """Two interleaved half circles, 1,000 points, with noise 0.1."""
     return datasets.make_moons(1000, noise=0.1, random_state=0)
+
+
+def _circles(return_X_y=True):
+    """Two concentric circles, 1,000 points, radius ratio 0.5, noise 0.05."""
+    return datasets.make_circles(1000, factor=0.5, noise=0.05, random_state=0)
+
+
+def _blobs(return_X_y=True):
+    """Eight round blobs in 5 dimensions, 2,000 points."""
+    return datasets.make_blobs(2000, n_features=5, centers=8, random_state=0)
 
 
 def _stretched_blobs(return_X_y=True):
@@ -56,28 +74,69 @@ def _stretched_blobs(return_X_y=True):
     return X @ shear, y
 
 
+def _noisy_blobs(return_X_y=True):
+    """Six blobs in 10 dimensions, then 90 pure-noise features of the same scale."""
+    X, y = datasets.make_blobs(
+        3000, n_features=10, centers=6, cluster_std=2.0, random_state=0
+    )
+    noise = np.random.default_rng(0).normal(scale=X.std(), size=(len(X), 90))
+    return np.hstack([X, noise]), y
+
+
+def _digits_flat(return_X_y=True):
+    """The 1,797 digits as 64 raw pixel values, as users pass them."""
+    return datasets.load_digits(return_X_y=True)
+
+
+def _mnist(return_X_y=True):
+    """All 70,000 MNIST images as flat rows of 784 pixels."""
+    from skiic.datasets import load_mnist
+
+    X, y = load_mnist(DEFAULT_MNIST)
+    return X.reshape(len(X), -1).astype(np.float32), y
+
+
+def _identity():
+    return FunctionTransformer()
+
+
+# name: (loader, the preprocessing a user would put in front, in the pipeline)
 SETS = {
     "iris": (datasets.load_iris, StandardScaler),
     "wine": (datasets.load_wine, StandardScaler),
     "breast_cancer": (datasets.load_breast_cancer, StandardScaler),
-    "digits": (datasets.load_digits, lambda: PCA(30, random_state=0)),
+    "digits": (_digits_flat, _identity),
+    "digits_pca30": (datasets.load_digits, lambda: PCA(30, random_state=0)),
     "moons": (_moons, StandardScaler),
+    "circles": (_circles, StandardScaler),
+    "blobs": (_blobs, StandardScaler),
     "stretched_blobs": (_stretched_blobs, StandardScaler),
+    "noisy_blobs": (_noisy_blobs, StandardScaler),
+    "mnist_pca50": (_mnist, lambda: PCA(50, random_state=0)),
+    "mnist_flat": (_mnist, _identity),
 }
-AUGMENTATIONS = {"neighbours": VectorAugmentation, "adversarial": VirtualAdversarial}
+SMALL = [name for name in SETS if not name.startswith("mnist")]
+
+
+def _views(name):
+    """IICClustering settings of the second view called ``name``."""
+    return {
+        "default": {},
+        "neighbours": {"augmentation": VectorAugmentation(), "n_neighbors": 10},
+        "adversarial": {"augmentation": VirtualAdversarial(), "n_neighbors": 0},
+        "combined": {"augmentation": VirtualAdversarial(), "n_neighbors": 10},
+    }[name]
+
+
+VIEWS = ["default", "neighbours", "adversarial", "combined"]
 
 
 def main(argv=None):
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
-    parser.add_argument(
-        "--augmentation",
-        nargs="+",
-        choices=list(AUGMENTATIONS),
-        default=list(AUGMENTATIONS),
-    )
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=SMALL)
+    parser.add_argument("--views", nargs="+", choices=VIEWS, default=["default"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-epochs", default="auto")
     parser.add_argument(
@@ -103,12 +162,12 @@ def main(argv=None):
                 )
 
             mine.append(timed_run(f"{name}: KMeans", seed, kmeans, X, y))
-            for aug in args.augmentation:
+            for view in args.views:
 
                 def iic():
                     model = IICClustering(
                         k,
-                        augmentation=AUGMENTATIONS[aug](),
+                        **_views(view),
                         max_epochs=epochs,
                         n_init=args.n_init,
                         device=args.device,
@@ -123,7 +182,7 @@ def main(argv=None):
                 loss = float(pipeline[-1].loss_)
                 mine.append(
                     score_row(
-                        f"{name}: IIC, {aug}", seed, seconds, labels, y,
+                        f"{name}: IIC, {view}", seed, seconds, labels, y,
                         note=f"  loss {loss:.4f}", loss=loss,
                     )
                 )  # fmt: skip

@@ -45,7 +45,12 @@ X, y = load_digits(return_X_y=True)
 pipeline = make_pipeline(
     PCA(n_components=30, random_state=0),
     IICClustering(
-        n_clusters=10, max_epochs=10, n_heads=2, n_head_inits=0, random_state=0
+        n_clusters=10,
+        max_epochs=10,
+        n_init=1,
+        n_heads=2,
+        n_head_inits=0,
+        random_state=0,
     ),
 )
 param_grid = {

@@ -29,6 +29,12 @@ from .networks import MultiHeadNetwork, feature_width
 _AUTO_STEPS, _AUTO_STEPS_CPU, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 800, 560, 10, 100
 # Fresh heads fitted for head selection when n_head_inits="auto" (GPU, CPU).
 _AUTO_HEAD_INITS, _AUTO_HEAD_INITS_CPU = 50, 20
+# n_neighbors="auto" on vectors: neighbours as partners below this many samples,
+# each sample with its own adversarial view from it on (the vector panel).
+_AUTO_NEIGHBOR_PAIRS_BELOW = 5_000
+# n_init="auto" on vectors: this many candidate networks trained for this
+# fraction of the epochs each; the one with the lowest loss trains on.
+_AUTO_CANDIDATES, _CANDIDATE_FRACTION = 3, 0.2
 
 
 class IICClustering(
@@ -40,10 +46,10 @@ class IICClustering(
     clusters and is trained to maximise the mutual information between the
     assignments of two views of the same sample. For images the views are
     random augmentations (affine, brightness, noise) generated on the device;
-    for vectors they are the sample and one of its nearest neighbours, both
-    with feature noise and masking (or, with
-    ``augmentation=VirtualAdversarial()``, the sample and its virtual
-    adversarial view). An overclustering head with
+    for vectors they are the sample and a virtual adversarial view (the
+    perturbation that most changes the network's prediction, within the
+    sample's own neighbourhood) of the sample itself or, below 5,000 samples,
+    of one of its nearest neighbours. An overclustering head with
     ``overclustering * n_clusters`` clusters is trained alongside and shapes
     the shared features; every head has ``n_heads`` sub-heads, and predictions
     come from the head with the lowest loss on the training data, chosen
@@ -73,26 +79,34 @@ class IICClustering(
         the lowest loss on the training data wins; 0 keeps the trained
         sub-heads only. ``"auto"`` fits 50, except when each sample is paired
         with its own :class:`~skiic.augment.VirtualAdversarial` view
-        (``n_neighbors`` 0 or ``"auto"``), where it fits none (why: see
+        (``n_neighbors=0``), where it fits none (why: see
         :ref:`iic_why_the_defaults`); images on a CPU get 20.
-    n_init : int, default=1
-        Independent trainings from different initialisations; the one whose
-        selected head reaches the lowest loss is kept (as in ``KMeans``).
+    n_init : int or "auto", default="auto"
+        Initialisations of the network. An int trains that many in full and
+        keeps the one whose selected head reaches the lowest loss (as in
+        ``KMeans``). ``"auto"``: one for images; for vectors, cheap restarts:
+        3 candidates each train a fifth of the epochs, and the one whose
+        trained sub-heads reach the lowest loss trains on alone (about 1.4
+        times one training).
     n_neighbors : int or "auto", default="auto"
-        Nearest neighbours (Euclidean, computed once on the device) from
-        which the second view of a sample is drawn. 0 pairs each sample with
-        itself. ``"auto"`` uses 10 for vector input and 0 for images and for
-        :class:`~skiic.augment.VirtualAdversarial` views, whose second view
-        comes from the sample itself.
+        Nearest neighbours (Euclidean, computed once per fit) from which the
+        partner of a sample, whose view is the second one, is drawn. 0 pairs
+        each sample with itself. ``"auto"``: 0 for images; for vectors, 10
+        below 5,000 samples and 0 from there on when the views are
+        :class:`~skiic.augment.VirtualAdversarial` (the default; see
+        :ref:`iic_why_the_defaults`), else 10.
     augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         How the views are changed. A callable maps a batch tensor to a
         randomly changed batch and is applied to both views. A
-        :class:`~skiic.augment.VirtualAdversarial` makes the second view
-        adversarial (the first stays clean) and adds its consistency term to
-        the loss. ``"auto"``: :class:`~skiic.augment.ImageAugmentation` for
-        images and :class:`~skiic.augment.VectorAugmentation` (noise and
-        masking) for vectors; ``None``: no augmentation (then ``n_neighbors``
-        must be positive).
+        :class:`~skiic.augment.VirtualAdversarial` makes the second view the
+        adversarial view of the partner (the first stays clean) and adds its
+        consistency term to the loss. ``"auto"``:
+        :class:`~skiic.augment.ImageAugmentation` for images and
+        ``VirtualAdversarial()`` for vectors (with ``n_neighbors="auto"``:
+        below 5,000 samples the adversarial view of one of the sample's 10
+        nearest neighbours, from 5,000 on the sample's own; the table behind
+        this rule is in :ref:`iic_why_the_defaults`);
+        ``None``: no augmentation (then ``n_neighbors`` must be positive).
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -161,8 +175,8 @@ class IICClustering(
     best_head_ : int
         Index in ``head_losses_`` of the head used for prediction.
     history_ : skorch.history.History
-        Per-epoch training log of the kept initialisation (``train_loss``,
-        ``dur``, ...).
+        Per-epoch training log of the kept initialisation (``train_loss``;
+        ``iic_loss``, its IIC part without the adversarial term; ``dur``, ...).
     module_ : torch.nn.Module
         The trained network (backbone and selected head), on the CPU.
     streamed_ : bool
@@ -214,13 +228,14 @@ class IICClustering(
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
         ],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "augmentation": [callable, VirtualAdversarial, None, StrOptions({"auto"})],
     }
     _collapse_hint = (
         "Try a larger alpha, more epochs or a smaller lr; identical or constant "
         "samples cannot be clustered."
     )
+    _learning_loss = "iic_loss"
 
     def __init__(
         self,
@@ -230,7 +245,7 @@ class IICClustering(
         overclustering=5,
         n_heads=5,
         n_head_inits="auto",
-        n_init=1,
+        n_init="auto",
         n_neighbors="auto",
         augmentation="auto",
         input_shape=None,
@@ -269,37 +284,46 @@ class IICClustering(
         n_samples = X.shape[0]
         augment = self._resolve_augmentation(image_shape)
         n_neighbors = self._resolve_neighbors(n_samples, image_shape)
-        if self.n_neighbors == "auto" and isinstance(augment, VirtualAdversarial):
-            n_neighbors = 0  # the pair is a sample and its own adversarial view
+        if (
+            self.n_neighbors == "auto"
+            and isinstance(augment, VirtualAdversarial)
+            and n_samples >= _AUTO_NEIGHBOR_PAIRS_BELOW
+        ):
+            n_neighbors = 0  # each sample with its own adversarial view
         if n_neighbors == 0 and augment is None:
             raise ValueError(
                 "With augmentation=None the second view must come from neighbours; "
                 "set n_neighbors to a positive number."
             )
-        *init_seeds, view_seed = self._seeds(self.n_init + 1)
         # Images on a CPU: a compact default network, fewer steps and fresh
         # heads (measured on the digits; vectors train fast either way).
         on_cpu = image_shape is not None and self._fits_on_cpu()
+        max_epochs = resolve_max_epochs(
+            self.max_epochs,
+            n_samples,
+            self.batch_size,
+            target_steps=_AUTO_STEPS_CPU if on_cpu else _AUTO_STEPS,
+            low=_AUTO_MIN_EPOCHS,
+            high=_AUTO_MAX_EPOCHS,
+        )
+        n_inits, candidate_epochs = _resolve_inits(self.n_init, image_shape, max_epochs)
+        seeds = self._seeds(n_inits + 1 + bool(candidate_epochs))
+        init_seeds, view_seed = seeds[:n_inits], seeds[n_inits]
         return _IICPlan(
             n_features=X.shape[1],
             input_shape=image_shape,
             scaling=scaling,
             compact=on_cpu and self.module is None,
-            max_epochs=resolve_max_epochs(
-                self.max_epochs,
-                n_samples,
-                self.batch_size,
-                target_steps=_AUTO_STEPS_CPU if on_cpu else _AUTO_STEPS,
-                low=_AUTO_MIN_EPOCHS,
-                high=_AUTO_MAX_EPOCHS,
-            ),
+            max_epochs=max_epochs,
+            candidate_epochs=candidate_epochs,
+            continue_seed=seeds[-1] if candidate_epochs else None,
             augment=augment,
             n_neighbors=n_neighbors,
             n_head_inits=_resolve_head_inits(
                 self.n_head_inits, augment, n_neighbors, on_cpu=on_cpu
             ),
-            init_seeds=tuple(init_seeds),
-            view_seed=view_seed,
+            init_seeds=tuple(int(seed) for seed in init_seeds),
+            view_seed=int(view_seed),
         )
 
     def _fit_core(self, X, plan, *, device, parallel=None):
@@ -310,51 +334,22 @@ class IICClustering(
         """
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device, plan.scaling, plan.input_shape)
-        if plan.n_neighbors:
-            self._say(
-                parallel,
-                f"searching the {plan.n_neighbors} nearest neighbours of "
-                f"{data.n_samples} samples",
-            )
         with forked_rng(plan.view_seed, device):
-            views = _Views.build(data, plan.n_neighbors, plan.augment)
-        best = None
-        for number, seed in enumerate(plan.init_seeds, start=1):
-            self._say(
-                parallel,
-                f"training initialisation {number} of {len(plan.init_seeds)}: "
-                f"{count(plan.max_epochs, 'epoch')}",
+            views = _Views.build(
+                data,
+                plan.n_neighbors,
+                plan.augment,
+                progress=self._neighbor_progress(parallel, data.n_samples, plan),
             )
-            with forked_rng(seed, device):
-                module = self._build_network(plan)
-                if parallel.active:
-                    _distributed.convert_batchnorm(module, parallel, device)
-                objective = _IICObjective(
-                    data, views, alpha=self.alpha, parallel=parallel
-                )
-                module, history = self._train(
-                    module,
-                    objective,
-                    data.n_samples,
-                    device,
-                    plan.max_epochs,
-                    parallel=parallel,
-                )
-                _distributed.revert_batchnorm(module)
-                self._say(
-                    parallel,
-                    f"selecting the head by loss among {self.n_heads} trained and "
-                    f"{plan.n_head_inits} fresh ones",
-                )
-                selection = select_head(
-                    module.to(device),
-                    data,
-                    views,
-                    alpha=self.alpha,
-                    n_head_inits=plan.n_head_inits,
-                    device=device,
-                )
-            module.to("cpu")
+        if plan.candidate_epochs:
+            trainings = [self._candidates(plan, data, views, device, parallel)]
+        else:
+            trainings = (
+                self._training(plan, seed, number, data, views, device, parallel)
+                for number, seed in enumerate(plan.init_seeds, start=1)
+            )
+        best = None
+        for selection, module, history in trainings:
             if best is None or selection.loss < best[0].loss:
                 best = (selection, module, history)
         selection, module, history = best
@@ -362,6 +357,118 @@ class IICClustering(
         module.heads = nn.ModuleList([selection.head.cpu()])
         labels = _assign(module.to(device), data, device)
         return _IICResult(module.to("cpu"), history, selection, labels, data.streamed)
+
+    def _resolve_augmentation(self, image_shape):
+        """``augmentation``: "auto" is the virtual adversarial view for vectors
+        (see :ref:`iic_why_the_defaults`), the image augmentation for images."""
+        if self.augmentation == "auto" and image_shape is None:
+            return VirtualAdversarial()
+        return super()._resolve_augmentation(image_shape)
+
+    def _neighbor_progress(self, parallel, n_samples, plan):
+        """Announce the neighbour search (when there is one); its progress callback."""
+        k = plan.n_neighbors
+        if isinstance(plan.augment, VirtualAdversarial):
+            k = max(k, min(plan.augment.n_neighbors, n_samples - 1))
+        if k:
+            self._say(
+                parallel, f"searching the {k} nearest neighbours of {n_samples} samples"
+            )
+
+        def progress(done, total):
+            self._say(parallel, f"neighbours: {done:,} of {total:,} samples")
+
+        return progress
+
+    def _training(self, plan, seed, number, data, views, device, parallel):
+        """One initialisation trained for ``plan.max_epochs``, and its head
+        selection: (selection, module, history)."""
+        self._say(
+            parallel,
+            f"training initialisation {number} of {len(plan.init_seeds)}: "
+            f"{count(plan.max_epochs, 'epoch')}",
+        )
+        with forked_rng(seed, device):
+            module = self._build_network(plan)
+            module, history = self._train_network(
+                module, plan.max_epochs, data, views, device, parallel
+            )
+            selection = self._select(plan, module, data, views, device, parallel)
+        return selection, module.to("cpu"), history
+
+    def _candidates(self, plan, data, views, device, parallel):
+        """Cheap restarts: every initialisation trains ``plan.candidate_epochs``
+        epochs, and the one whose best trained sub-head has the lowest loss on
+        the training data (as in the head selection, without the adversarial
+        term, which grows as predictions sharpen) trains on to
+        ``plan.max_epochs``, then selects its head: (selection, module,
+        history)."""
+        n = len(plan.init_seeds)
+        self._say(
+            parallel,
+            f"training {n} candidate initialisations for "
+            f"{count(plan.candidate_epochs, 'epoch')} each",
+        )
+        best = None
+        for seed in plan.init_seeds:
+            with forked_rng(seed, device):
+                module, history = self._train_network(
+                    self._build_network(plan),
+                    plan.candidate_epochs,
+                    data,
+                    views,
+                    device,
+                    parallel,
+                )
+                trained = module.to(device).heads[0]
+                loss = float(
+                    evaluate_heads(module, [trained], data, views, self.alpha).min()
+                )
+            module.to("cpu")
+            if best is None or loss < best[2]:
+                best = (module, history, loss)
+        module, history, loss = best
+        rest = plan.max_epochs - plan.candidate_epochs
+        self._say(
+            parallel,
+            f"training on the candidate of lowest loss ({loss:.4f}) for "
+            f"{count(rest, 'more epoch')}",
+        )
+        with forked_rng(plan.continue_seed, device):
+            if rest:
+                module, more = self._train_network(
+                    module, rest, data, views, device, parallel
+                )
+                history = _engine.join_histories(history, more)
+            selection = self._select(plan, module, data, views, device, parallel)
+        return selection, module.to("cpu"), history
+
+    def _select(self, plan, module, data, views, device, parallel):
+        """The head of lowest loss among the trained and fresh ones."""
+        self._say(
+            parallel,
+            f"selecting the head by loss among {self.n_heads} trained and "
+            f"{plan.n_head_inits} fresh ones",
+        )
+        return select_head(
+            module.to(device),
+            data,
+            views,
+            alpha=self.alpha,
+            n_head_inits=plan.n_head_inits,
+            device=device,
+        )
+
+    def _train_network(self, module, epochs, data, views, device, parallel):
+        """Train ``module`` for ``epochs`` epochs on the IIC objective."""
+        if parallel.active:
+            _distributed.convert_batchnorm(module, parallel, device)
+        objective = _IICObjective(data, views, alpha=self.alpha, parallel=parallel)
+        module, history = self._train(
+            module, objective, data.n_samples, device, epochs, parallel=parallel
+        )
+        _distributed.revert_batchnorm(module)
+        return module, history
 
     def _fitted_attributes(self, plan, result):
         order, labels = self._order_clusters(result.labels)
@@ -488,6 +595,8 @@ class _IICPlan(FitPlan):
     n_neighbors: int  # neighbours a second view is drawn from; 0: the sample itself
     n_head_inits: int  # fresh heads fitted for the head selection
     init_seeds: tuple[int, ...]  # one torch seed per initialisation (n_init)
+    candidate_epochs: int  # cheap restarts: epochs of each candidate; 0: none
+    continue_seed: int | None  # seeds the kept candidate's further training
     view_seed: int  # seeds the neighbour search and the views of score()
 
 
@@ -497,6 +606,20 @@ class _IICResult(NamedTuple):
     selection: Selection  # the head selection of the kept initialisation
     labels: np.ndarray  # cluster of each training sample, as the head numbers them
     streamed: bool  # whether the data was streamed to the device
+
+
+def _resolve_inits(n_init, image_shape, max_epochs):
+    """``n_init``: (initialisations, epochs of each candidate or 0).
+
+    An int trains that many initialisations in full. "auto" trains one for
+    images; for vectors, ``_AUTO_CANDIDATES`` candidates of a fraction of the
+    epochs each (at least one), the best of which trains on.
+    """
+    if n_init != "auto":
+        return int(n_init), 0
+    if image_shape is not None or max_epochs < 2:
+        return 1, 0
+    return _AUTO_CANDIDATES, max(1, round(_CANDIDATE_FRACTION * max_epochs))
 
 
 def _resolve_head_inits(n_head_inits, augment, n_neighbors, *, on_cpu):
@@ -525,12 +648,24 @@ class _Views:
         self.radius = radius
 
     @classmethod
-    def build(cls, data, n_neighbors: int, augment) -> _Views:
-        """Neighbour lists and perturbation lengths of ``data``, as needed."""
-        neighbors = _data.neighbor_indices(data, n_neighbors) if n_neighbors else None
+    def build(cls, data, n_neighbors: int, augment, progress=None) -> _Views:
+        """Neighbour lists and perturbation lengths of ``data``, as needed, from
+        one neighbour search (``progress`` as for :func:`_data.neighbor_indices`)."""
+        adversarial = isinstance(augment, VirtualAdversarial)
+        # The perturbation length: the distance to this neighbour (the farthest
+        # sample when there are fewer).
+        k_radius = min(augment.n_neighbors, data.n_samples - 1) if adversarial else 0
+        k = max(n_neighbors, k_radius)
+        if not k:
+            return cls(None, augment)
+        indices = _data.neighbor_indices(data, k, progress=progress)
+        neighbors = indices[:, :n_neighbors] if n_neighbors else None
         radius = None
-        if isinstance(augment, VirtualAdversarial):
-            radius = augment.radius(data).to(data.index_device)
+        if adversarial:
+            # From the rows, not the search's distances: equal whichever
+            # search ran (scikit-learn's on CPU arrays, torch's elsewhere).
+            farthest = indices[:, k_radius - 1]
+            radius = augment.eps * _data.distances_to(data, farthest)
         return cls(neighbors, augment, radius)
 
     def partner_indices(self, idx: Tensor, generator=None) -> Tensor:
@@ -591,6 +726,17 @@ class _IICObjective(_engine.Objective):
         self.views = views
         self.alpha = alpha
         self.parallel = parallel or _distributed.Parallel()
+        self._iic_losses = []
+
+    def on_epoch_begin(self, trainer):
+        self._iic_losses = []
+
+    def on_epoch_end(self, trainer):
+        # The IIC part alone: the adversarial term grows as predictions
+        # sharpen, so only this part shows whether the network learned.
+        if self._iic_losses:
+            mean = torch.stack(self._iic_losses).mean()
+            trainer.history.record("iic_loss", float(mean))
 
     def batches(self, n_samples, batch_size, device):
         index_batches = _data.DeviceBatches(
@@ -617,18 +763,20 @@ class _IICObjective(_engine.Objective):
                 module, shard(partner), shard(partner_idx), clean=clean, probe=probe
             )
         second_logits = module(second)
-        loss = 0.0
+        loss, iic = 0.0, 0.0
         for logits1, logits2 in zip(first_logits, second_logits):
             p1 = soft_assignments(logits1)
             p2 = soft_assignments(logits2)
             joint = self.parallel.all_reduce(p1.transpose(-1, -2) @ p2)
             joint = (joint + joint.transpose(-1, -2)) / 2
-            loss = loss + iic_loss_from_joint(joint, alpha=self.alpha).mean()
+            term = iic_loss_from_joint(joint, alpha=self.alpha).mean()
+            iic, loss = iic + term, loss + term
             if adversarial is not None:
                 # Mean over the global batch: this shard's sum, summed over processes.
                 divergence = kl_divergence(logits1.detach().float(), logits2.float())
                 divergence = self.parallel.all_reduce(divergence * logits1.shape[-2])
                 loss = loss + adversarial.weight * divergence / x.shape[0]
+        self._iic_losses.append(iic.detach().float())
         return loss
 
 

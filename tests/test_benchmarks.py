@@ -99,10 +99,13 @@ def test_bench_vectors(tmp_path, capsys):
     import bench_vectors
 
     argv = ["--sets", "iris", "--seeds", "0", "--max-epochs", "2"]
+    argv += ["--views", "default", "neighbours", "adversarial", "combined"]
     methods = run_json(bench_vectors, argv, tmp_path)
     assert methods == [
         "iris: KMeans",
+        "iris: IIC, default",
         "iris: IIC, neighbours",
         "iris: IIC, adversarial",
+        "iris: IIC, combined",
     ]
     assert TABLE in capsys.readouterr().out
