@@ -357,7 +357,13 @@ class VirtualAdversarial(_Settings):
                     kl_divergence(c.detach().float(), m.float())
                     for c, m in zip(clean, moved)
                 )
-                (grad,) = torch.autograd.grad(divergence, probe)
+                grad = None
+                if divergence.requires_grad:
+                    (grad,) = torch.autograd.grad(divergence, probe, allow_unused=True)
+        if grad is None:
+            # The predictions ignore the input (a constant network): no
+            # direction changes them, so the view stays where it is.
+            grad = torch.zeros_like(probe)
         step = radius.to(torch.float32).reshape(-1, *[1] * (x.dim() - 1))
         return (x.float() + step * _unit(grad)).to(x.dtype)
 

@@ -289,7 +289,14 @@ def test_ctrl_c_exits_130_and_writes_no_labels(tmp_path):
     command += ["--n-clusters", "3", "--max-epochs", "10000", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # Ctrl-C's default in the child: a suite started in the background
+        # hands its children SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         while "fitting" not in process.stdout.readline():

@@ -202,6 +202,13 @@ print("finished", flush=True)
 """
 
 
+def _interruptible():
+    """Ctrl-C's default in the child: a suite started in the background (``&``
+    in a script) hands its children SIGINT ignored, and Python then installs
+    no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "name, args",
     [
@@ -215,7 +222,11 @@ def test_ctrl_c_stops_a_fit_and_leaves_it_unfitted(name, args):
     code = textwrap.dedent(_INTERRUPTED_FIT.format(name=name, args=args))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_interruptible,
     )
     try:
         assert process.stdout.readline().strip() == "fitting"
