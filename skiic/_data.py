@@ -305,17 +305,20 @@ def neighbor_indices(data, n_neighbors: int, *, progress=None) -> Tensor:
 def distances_to(data, partners: Tensor) -> Tensor:
     """Euclidean distance from each sample to the sample ``partners[i]``.
 
-    Computed from the rows themselves, chunk by chunk, the same way whichever
-    search found the partners (float32, on the data's index device).
+    ``data`` is a tensor or a data source (``n_samples``, ``index_device``,
+    ``take``). Computed from the rows themselves, chunk by chunk, the same way
+    whichever search found the partners (float32, on the index device).
     """
-    partners = partners.to(data.index_device)
+    if isinstance(data, Tensor):
+        n, index_device, take = data.shape[0], data.device, data.__getitem__
+    else:
+        n, index_device, take = data.n_samples, data.index_device, data.take
+    partners = partners.to(index_device)
     out = []
-    for idx in torch.arange(data.n_samples, device=data.index_device).split(
-        INFERENCE_BATCH
-    ):
-        a = data.take(idx).reshape(len(idx), -1).float()
-        b = data.take(partners[idx]).reshape(len(idx), -1).float()
-        out.append((a - b).norm(dim=1).to(data.index_device))
+    for idx in torch.arange(n, device=index_device).split(INFERENCE_BATCH):
+        a = take(idx).reshape(len(idx), -1).float()
+        b = take(partners[idx]).reshape(len(idx), -1).float()
+        out.append((a - b).norm(dim=1).to(index_device))
     return torch.cat(out)
 
 

@@ -367,9 +367,7 @@ class IICClustering(
 
     def _neighbor_progress(self, parallel, n_samples, plan):
         """Announce the neighbour search (when there is one); its progress callback."""
-        k = plan.n_neighbors
-        if isinstance(plan.augment, VirtualAdversarial):
-            k = max(k, min(plan.augment.n_neighbors, n_samples - 1))
+        k = _Views.search_size(n_samples, plan.n_neighbors, plan.augment)
         if k:
             self._say(
                 parallel, f"searching the {k} nearest neighbours of {n_samples} samples"
@@ -651,22 +649,23 @@ class _Views:
     def build(cls, data, n_neighbors: int, augment, progress=None) -> _Views:
         """Neighbour lists and perturbation lengths of ``data``, as needed, from
         one neighbour search (``progress`` as for :func:`_data.neighbor_indices`)."""
-        adversarial = isinstance(augment, VirtualAdversarial)
-        # The perturbation length: the distance to this neighbour (the farthest
-        # sample when there are fewer).
-        k_radius = min(augment.n_neighbors, data.n_samples - 1) if adversarial else 0
-        k = max(n_neighbors, k_radius)
+        k = cls.search_size(data.n_samples, n_neighbors, augment)
         if not k:
             return cls(None, augment)
         indices = _data.neighbor_indices(data, k, progress=progress)
         neighbors = indices[:, :n_neighbors] if n_neighbors else None
         radius = None
-        if adversarial:
-            # From the rows, not the search's distances: equal whichever
-            # search ran (scikit-learn's on CPU arrays, torch's elsewhere).
-            farthest = indices[:, k_radius - 1]
-            radius = augment.eps * _data.distances_to(data, farthest)
+        if isinstance(augment, VirtualAdversarial):
+            radius = augment.radius(data, indices).to(data.index_device)
         return cls(neighbors, augment, radius)
+
+    @staticmethod
+    def search_size(n_samples: int, n_neighbors: int, augment) -> int:
+        """Neighbours per sample that :meth:`build` searches: the partners'
+        and, for adversarial views, the one that sets the perturbation length."""
+        if isinstance(augment, VirtualAdversarial):
+            return max(n_neighbors, augment._radius_rank(n_samples))
+        return n_neighbors
 
     def partner_indices(self, idx: Tensor, generator=None) -> Tensor:
         """Index of each sample's partner: a random neighbour, or the sample."""

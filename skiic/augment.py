@@ -298,16 +298,27 @@ class VirtualAdversarial(_Settings):
         self.xi = xi
         self.weight = weight
 
-    def radius(self, data) -> Tensor:
+    def radius(self, data, neighbors: Tensor | None = None) -> Tensor:
         """Length of each sample's perturbation (float32, on the data's device).
 
         ``data`` is a tensor or a data source, as for :func:`nearest_neighbors`;
         with fewer than ``n_neighbors + 1`` samples the farthest one counts.
+        ``neighbors``, each sample's nearest neighbours (nearest first, at
+        least that many), saves the search when already found; the distance
+        is measured on the rows either way.
         """
-        n = data.shape[0] if isinstance(data, Tensor) else data.n_samples
-        k = min(self.n_neighbors, n - 1)
-        distances, _ = nearest_neighbors(data, k, return_distance=True)
-        return self.eps * distances[:, -1]
+        from ._data import distances_to
+
+        k = self._radius_rank(
+            data.shape[0] if isinstance(data, Tensor) else data.n_samples
+        )
+        if neighbors is None:
+            neighbors = nearest_neighbors(data, k)
+        return self.eps * distances_to(data, neighbors[:, k - 1])
+
+    def _radius_rank(self, n_samples: int) -> int:
+        """Which neighbour's distance sets the length, among ``n_samples``."""
+        return min(self.n_neighbors, n_samples - 1)
 
     def perturb(
         self,
