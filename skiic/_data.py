@@ -22,6 +22,7 @@ from ._device import autocast, autocast_dtype
 
 __all__ = [
     "INFERENCE_BATCH",
+    "inference_batch",
     "DeviceBatches",
     "Epochs",
     "ResidentData",
@@ -34,8 +35,17 @@ __all__ = [
     "to_device",
 ]
 
-# Samples pushed through the network at a time when predicting.
-INFERENCE_BATCH = 4096
+# Samples pushed through the network at a time when predicting: large chunks
+# on accelerators; on the CPU, 256 keeps a convolution's maps in the caches
+# (the MNIST features of the default network: 5.0 s per 10,000 images at 256
+# against 8.2 s at 4,096, one thread).
+INFERENCE_BATCH, CPU_INFERENCE_BATCH = 4096, 256
+
+
+def inference_batch(device: torch.device) -> int:
+    """Samples per chunk when a network predicts on ``device``."""
+    on_cpu = torch.device(device).type == "cpu"
+    return CPU_INFERENCE_BATCH if on_cpu else INFERENCE_BATCH
 
 
 def to_device(X: np.ndarray, device: torch.device, shape=None) -> Tensor:
@@ -257,7 +267,7 @@ def map_samples(
     """Apply ``fn(batch)`` to the samples of a data source, chunk by chunk.
 
     ``data`` is a :class:`ResidentData` or :class:`StreamedData`; chunks of
-    ``INFERENCE_BATCH`` samples (of ``indices``, on ``data.index_device``,
+    :func:`inference_batch` samples (of ``indices``, on ``data.index_device``,
     default all samples in order) are read through its ``load``, so a streamed
     source prefetches the next chunk while ``fn`` runs. ``fn`` runs under
     autocast on ``device``; the results are concatenated there. The caller
@@ -266,7 +276,7 @@ def map_samples(
     if indices is None:
         indices = torch.arange(data.n_samples, device=data.index_device)
     amp_dtype = autocast_dtype(device)
-    plans = ((chunk,) for chunk in indices.split(INFERENCE_BATCH))
+    plans = ((chunk,) for chunk in indices.split(inference_batch(device)))
     outputs = []
     for _, (x,) in data.load(plans):
         with autocast(device, amp_dtype):

@@ -21,7 +21,7 @@ from skorch.history import History
 from torch import Tensor, nn
 
 from ._data import DeviceBatches, StreamedData, map_samples
-from ._device import autocast, autocast_dtype
+from ._device import autocast, autocast_dtype, fast_layout
 from ._validation import user_stacklevel
 from .exceptions import ConvergenceWarning, TrainingError
 
@@ -212,6 +212,8 @@ def train(
         callbacks.append(
             ("progress", ProgressBar(batches_per_epoch=batches, postfix_keys=[]))
         )
+    if parallel is None or not parallel.active:
+        module = fast_layout(module, device)
     trainer = Trainer(
         module,
         objective,

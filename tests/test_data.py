@@ -79,3 +79,21 @@ def test_neighbours_are_searched_once_per_fit(cls, monkeypatch):
     # IIC's vector default: neighbours as partners and, from the same search,
     # the lengths of the adversarial perturbations
     assert calls == [10]
+
+
+def test_map_samples_chunks_by_device():
+    """Predictions run in chunks of 256 on the CPU (a convolution's maps stay
+    in the caches) and of INFERENCE_BATCH elsewhere; the results are the same."""
+    assert _data.inference_batch(torch.device("cpu")) == 256
+    assert _data.CPU_INFERENCE_BATCH == 256
+    assert _data.inference_batch("cuda") == _data.INFERENCE_BATCH > 256
+    X = torch.arange(1000.0).reshape(500, 2)
+    sizes = []
+
+    def double(x):
+        sizes.append(len(x))
+        return 2 * x
+
+    out = _data.map_samples(double, _data.ResidentData(X), torch.device("cpu"))
+    assert sizes == [256, 244]
+    assert torch.equal(out, 2 * X)
