@@ -18,7 +18,7 @@ from torch import nn
 from skiic import AutoEncoderEmbedder
 from skiic.augment import ImageAugmentation, VectorAugmentation
 from skiic.metrics import matched_accuracy, nmi
-from skiic.networks import AutoEncoder, ConvDecoder, MLPDecoder
+from skiic.networks import COMPACT_CHANNELS, AutoEncoder, ConvDecoder, MLPDecoder
 
 FAST = dict(max_epochs=3, batch_size=64, device="cpu", random_state=0)
 
@@ -325,3 +325,23 @@ def test_invalid_parameters(params, message):
         AutoEncoderEmbedder(**{**FAST, **params}).fit(
             np.random.default_rng(0).random((20, 2))
         )
+
+
+def test_cpu_images_train_the_compact_network(monkeypatch):
+    """Images on a CPU: the compact network, and about 800 steps instead of
+    3,000 when larger than 16x16; vectors, and a GPU, keep the defaults."""
+    X = np.zeros((2560, 400), dtype=np.float32)  # 10 steps an epoch
+    model = AutoEncoderEmbedder(2, device="cpu")
+    large = model._make_plan(X, (1, 20, 20), None)
+    small = model._make_plan(X[:, :256], (1, 16, 16), None)
+    vectors = model._make_plan(X, None, None)
+    assert (large.compact, large.max_epochs) == (True, 80)
+    assert (small.compact, small.max_epochs) == (True, 200)
+    assert (vectors.compact, vectors.max_epochs) == (False, 200)
+    noise = np.random.default_rng(0).random((64, 1, 8, 8))
+    fitted = AutoEncoderEmbedder(2, **FAST).fit(noise)
+    convs = [m for m in fitted.module_.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == list(COMPACT_CHANNELS[: len(convs)])
+    monkeypatch.setattr(AutoEncoderEmbedder, "_fits_on_cpu", lambda self: False)
+    on_gpu = model._make_plan(X, (1, 20, 20), None)
+    assert (on_gpu.compact, on_gpu.max_epochs) == (False, 200)

@@ -189,6 +189,18 @@ def test_images_flat_with_input_shape(digits):
     assert type(model.module_.backbone).__name__ == "ConvBackbone"
 
 
+def test_cpu_trains_fewer_steps_on_large_images(monkeypatch):
+    """Images larger than 16x16 on a CPU: about 500 steps instead of 750
+    (measured on MNIST); small images, vectors, and a GPU keep 750."""
+    X = np.zeros((2560, 400), dtype=np.float32)  # 30 steps an epoch
+    model = DeepClusterEstimator(5, device="cpu")
+    assert model._make_plan(X, (1, 20, 20), None).max_epochs == 17
+    assert model._make_plan(X[:, :256], (1, 16, 16), None).max_epochs == 25
+    assert model._make_plan(X, None, None).max_epochs == 25
+    monkeypatch.setattr(DeepClusterEstimator, "_fits_on_cpu", lambda self: False)
+    assert model._make_plan(X, (1, 20, 20), None).max_epochs == 25
+
+
 # ----------------------------------------------------------------- internals
 def test_balanced_sampling_is_uniform_over_pseudo_classes():
     labels = torch.cat([torch.zeros(900), torch.ones(90), torch.full((10,), 2)]).long()
