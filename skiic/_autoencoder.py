@@ -16,7 +16,7 @@ from skorch.callbacks import EarlyStopping
 from torch import Tensor, nn
 
 from . import _data, _distributed, _engine
-from ._base import FitPlan, _BaseDeepEstimator, count, resolve_max_epochs
+from ._base import FitPlan, _BaseDeepEstimator, count, large_images, resolve_max_epochs
 from ._device import forked_rng
 from ._validation import Interval, StrOptions
 from .networks import AutoEncoder, feature_width, make_decoder
@@ -243,8 +243,8 @@ class AutoEncoderEmbedder(
         seed, split_seed = self._seeds(2)
         train, valid = self._split(X.shape[0], split_seed)
         # Images on a CPU: the compact default network; fewer steps when large.
-        on_cpu = image_shape is not None and self._fits_on_cpu()
-        fewer_steps = self._large_images_on_cpu(image_shape)
+        on_cpu = self._images_on_cpu(image_shape)
+        fewer_steps = on_cpu and large_images(image_shape)
         return _AutoEncoderPlan(
             n_features=X.shape[1],
             input_shape=image_shape,

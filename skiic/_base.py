@@ -49,6 +49,12 @@ _AUTO_NEIGHBORS = 10
 _CPU_FEWER_STEPS_ABOVE_PIXELS = 256
 
 
+def large_images(image_shape) -> bool:
+    """Whether images of ``image_shape`` have more than
+    ``_CPU_FEWER_STEPS_ABOVE_PIXELS`` pixels a channel."""
+    return int(np.prod(image_shape[1:])) > _CPU_FEWER_STEPS_ABOVE_PIXELS
+
+
 @dataclass(frozen=True, eq=False)
 class Scaling:
     """The input scaling learned at fit: samples become ``(x - offset) / scale``."""
@@ -223,14 +229,9 @@ class _BaseDeepEstimator(BaseEstimator):
             return self._rank_device().type == "cpu"
         return _distributed.check_devices(self.devices)[0].type == "cpu"
 
-    def _large_images_on_cpu(self, image_shape) -> bool:
-        """Whether this fit trains images of more than
-        ``_CPU_FEWER_STEPS_ABOVE_PIXELS`` pixels a channel on CPUs."""
-        return (
-            image_shape is not None
-            and int(np.prod(image_shape[1:])) > _CPU_FEWER_STEPS_ABOVE_PIXELS
-            and self._fits_on_cpu()
-        )
+    def _images_on_cpu(self, image_shape) -> bool:
+        """Whether this fit trains images (not vectors) on CPUs."""
+        return image_shape is not None and self._fits_on_cpu()
 
     def _rank_device(self):
         """This process's device in a torchrun job: its local GPU, else ``device``."""

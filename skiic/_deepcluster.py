@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from . import _data, _distributed, _engine
-from ._base import FitPlan, _BaseDeepClusterer, count, resolve_max_epochs
+from ._base import FitPlan, _BaseDeepClusterer, count, large_images, resolve_max_epochs
 from ._device import forked_rng
 from ._kmeans import assign, kmeans
 from ._validation import Interval, StrOptions
@@ -290,7 +290,7 @@ class DeepClusterEstimator(
         # An epoch draws n_samples indices, or enough for _MIN_EPOCH_STEPS steps.
         n_draws = max(n_samples, _MIN_EPOCH_STEPS * self.batch_size)
         (seed,) = self._seeds(1)
-        fewer_steps = self._large_images_on_cpu(image_shape)
+        fewer_steps = self._images_on_cpu(image_shape) and large_images(image_shape)
         return _DeepClusterPlan(
             n_features=X.shape[1],
             input_shape=image_shape,

@@ -297,7 +297,7 @@ class IICClustering(
             )
         # Images on a CPU: a compact default network, fewer steps and fresh
         # heads (measured on the digits; vectors train fast either way).
-        on_cpu = image_shape is not None and self._fits_on_cpu()
+        on_cpu = self._images_on_cpu(image_shape)
         max_epochs = resolve_max_epochs(
             self.max_epochs,
             n_samples,
