@@ -140,12 +140,15 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-epochs", default="auto")
     parser.add_argument(
-        "--n-init", type=int, default=1, help="IICClustering's restarts"
+        "--n-init",
+        default="auto",
+        help="IICClustering's n_init: 'auto' (its default) or a number of restarts",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="also write the runs here")
     args = parser.parse_args(argv)
     epochs = args.max_epochs if args.max_epochs == "auto" else int(args.max_epochs)
+    n_init = args.n_init if args.n_init == "auto" else int(args.n_init)
 
     rows = []
     for name in args.sets:
@@ -169,7 +172,7 @@ def main(argv=None):
                         k,
                         **_views(view),
                         max_epochs=epochs,
-                        n_init=args.n_init,
+                        n_init=n_init,
                         device=args.device,
                         random_state=seed,
                     )

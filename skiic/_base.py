@@ -57,10 +57,16 @@ def large_images(image_shape) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Scaling:
-    """The input scaling learned at fit: samples become ``(x - offset) / scale``."""
+    """The input scaling learned at fit: samples become ``(x - offset) / scale``,
+    then, with a ``projection`` (features by components), ``@ projection``."""
 
     offset: np.ndarray | np.float32
     scale: np.float32
+    projection: np.ndarray | None = None
+
+    def width(self, n_features: int) -> int:
+        """Features of a scaled sample."""
+        return n_features if self.projection is None else self.projection.shape[1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +157,7 @@ class _BaseDeepEstimator(BaseEstimator):
             if name in vars(self)
         }
         check_n_samples(self, X, getattr(self, "_min_clusters", lambda: None)())
-        plan = self._make_plan(X, image_shape, fit_scaling(X, image_shape))
+        plan = self._make_plan(X, image_shape, self._fit_scaling(X, image_shape))
         result = self._run(X, plan)
         self._check_result(plan, result)
         fitted = self._fitted_attributes(plan, result)
@@ -161,11 +167,16 @@ class _BaseDeepEstimator(BaseEstimator):
             "_output_shape": given or (X.shape[1],),
             "_offset": plan.scaling.offset,
             "_scale": plan.scaling.scale,
+            "_projection": plan.scaling.projection,
             "module_": result.module.eval(),
             "history_": result.history,
             "n_iter_": len(result.history),
             **fitted,
         }
+
+    def _fit_scaling(self, X, image_shape) -> Scaling:
+        """The input scaling of this fit (:func:`fit_scaling`)."""
+        return fit_scaling(X, image_shape)
 
     def _make_plan(self, X, image_shape, scaling: Scaling) -> FitPlan:
         """Resolve every setting and seed of this fit (no state changes)."""
@@ -261,8 +272,10 @@ class _BaseDeepEstimator(BaseEstimator):
         *,
         parallel,
         callbacks=None,
+        lr=None,
     ):
-        """Train on the engine with the shared parameters; returns (module, history)."""
+        """Train on the engine with the shared parameters (``lr``: the
+        estimator's unless given); returns (module, history)."""
         verbose = self.verbose if parallel is None or parallel.is_main else 0
         return _engine.train(
             module,
@@ -270,7 +283,7 @@ class _BaseDeepEstimator(BaseEstimator):
             n_samples=n_samples,
             max_epochs=max_epochs,
             batch_size=self.batch_size,
-            lr=self.lr,
+            lr=self.lr if lr is None else lr,
             device=device,
             verbose=verbose,
             callbacks=callbacks,
@@ -288,6 +301,7 @@ class _BaseDeepEstimator(BaseEstimator):
             X,
             offset=scaling.offset,
             scale=scaling.scale,
+            projection=scaling.projection,
             shape=shape,
             device=device,
             limit=self.device_memory_limit,
@@ -346,11 +360,12 @@ class _BaseDeepEstimator(BaseEstimator):
 
     @property
     def _scaling(self) -> Scaling:
-        return Scaling(self._offset, self._scale)
+        return Scaling(self._offset, self._scale, getattr(self, "_projection", None))
 
     def _infer(self, X, fn, *, device=None):
         """Run ``fn(module, batch)`` over ``X``, scaled on the prediction device."""
         device = device or self._predict_device()
+        scaling = self._scaling
         with _device.torch_threads(self.n_threads):
             return _engine.infer(
                 self._module_on(device),
@@ -358,7 +373,7 @@ class _BaseDeepEstimator(BaseEstimator):
                 fn,
                 device=device,
                 shape=self.input_shape_,
-                scaling=(self._offset, self._scale),
+                scaling=(scaling.offset, scaling.scale, scaling.projection),
             )
 
     def _module_on(self, device):
@@ -478,6 +493,36 @@ def fit_scaling(X, image_shape) -> Scaling:
     return Scaling(offset, scale)
 
 
+# Rows the principal axes of a projection are computed from, at most.
+_PCA_ROWS = 50_000
+
+
+def principal_projection(X, scaling: Scaling, n_components: int, seed: int) -> Scaling:
+    """``scaling`` followed by a projection on the first ``n_components``
+    principal axes of the scaled vectors ``X``.
+
+    The axes come from at most ``_PCA_ROWS`` rows drawn with ``seed``; the
+    projected vectors are centred and divided by one global scalar, the root
+    mean variance of the components, as :func:`fit_scaling` does for vectors.
+    """
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    rows = np.arange(X.shape[0])
+    if X.shape[0] > _PCA_ROWS:
+        rows = np.sort(rng.choice(X.shape[0], _PCA_ROWS, replace=False))
+    sample = (np.asarray(X[rows], dtype=np.float32) - scaling.offset) / scaling.scale
+    pca = PCA(n_components, random_state=int(seed)).fit(sample)
+    spread = np.sqrt(np.mean(pca.explained_variance_))
+    if not np.isfinite(spread) or spread <= np.finfo(np.float32).tiny:
+        spread = 1.0
+    return Scaling(
+        offset=(scaling.offset + scaling.scale * pca.mean_).astype(np.float32),
+        scale=scaling.scale,
+        projection=(pca.components_.T / spread).astype(np.float32),
+    )
+
+
 def count(n: int, word: str) -> str:
     """``n`` and ``word``, plural unless ``n`` is 1, for progress messages."""
     return f"{n} {word}" + ("s" if n != 1 else "")
@@ -487,6 +532,12 @@ def _describe(plan: FitPlan) -> str:
     """The input as the network sees it, for progress messages."""
     if plan.input_shape is not None:
         return "images of shape " + "x".join(map(str, plan.input_shape))
+    projection = plan.scaling.projection
+    if projection is not None:
+        return (
+            f"vectors of {projection.shape[0]} features, on their first "
+            f"{projection.shape[1]} principal components"
+        )
     return f"vectors of {plan.n_features} features"
 
 

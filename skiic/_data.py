@@ -81,23 +81,32 @@ def parse_memory(value) -> int:
     return int(float(number) * base ** " kmgt".index(unit or " "))
 
 
-def scale_on_device(x: Tensor, offset: Tensor, scale: Tensor, shape=None) -> Tensor:
+def scale_on_device(
+    x: Tensor, offset: Tensor, scale: Tensor, shape=None, projection=None
+) -> Tensor:
     """``(x - offset) / scale`` as float32, reshaped to images when ``shape`` is set.
 
-    The one place where the estimators' input scaling is applied to tensors,
-    so that resident, streamed and predicted batches agree to the last bit.
+    With a ``projection`` matrix (features by components), the scaled rows
+    are then multiplied by it. The one place where the estimators' input
+    scaling is applied to tensors, so that resident, streamed and predicted
+    batches agree to the last bit.
     """
     x = torch.div(torch.sub(x.float(), offset), scale)
+    if projection is not None:
+        x = x @ projection
     if shape is not None:
         x = x.reshape(x.shape[0], *shape)
     return x
 
 
-def scaling_tensors(offset, scale, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The estimator's scaling constants as float32 tensors on ``device``."""
-    return (
-        torch.as_tensor(np.asarray(offset, dtype=np.float32), device=device),
-        torch.as_tensor(np.asarray(scale, dtype=np.float32), device=device),
+def scaling_tensors(offset, scale, device: torch.device, projection=None):
+    """The estimator's scaling constants as float32 tensors on ``device``:
+    (offset, scale, projection or None)."""
+    return tuple(
+        None
+        if value is None
+        else torch.as_tensor(np.asarray(value, dtype=np.float32), device=device)
+        for value in (offset, scale, projection)
     )
 
 
@@ -146,17 +155,23 @@ class StreamedData:
         ``(C, H, W)`` of image samples, ``None`` for vectors.
     device : torch.device
         Where batches go.
+    projection : ndarray of shape (n_features, n_components) or None
+        Multiplies the scaled rows (:func:`scale_on_device`).
     """
 
     streamed = True
     index_device = torch.device("cpu")
 
-    def __init__(self, array, *, offset, scale, shape, device: torch.device) -> None:
+    def __init__(
+        self, array, *, offset, scale, shape, device: torch.device, projection=None
+    ) -> None:
         self.array = array
         self.device = device
         self.n_samples = int(array.shape[0])
         self.shape = shape
-        self.offset, self.scale = scaling_tensors(offset, scale, device)
+        self.offset, self.scale, self.projection = scaling_tensors(
+            offset, scale, device, projection
+        )
         self.max_rows = 0  # largest number of rows held on the device by one take
 
     def _gather(self, idx: Tensor) -> Tensor:
@@ -170,7 +185,7 @@ class StreamedData:
     def _to_device(self, host: Tensor) -> Tensor:
         self.max_rows = max(self.max_rows, int(host.shape[0]))
         x = host.to(self.device, non_blocking=True)
-        return scale_on_device(x, self.offset, self.scale, self.shape)
+        return scale_on_device(x, self.offset, self.scale, self.shape, self.projection)
 
     def take(self, idx: Tensor) -> Tensor:
         return self._to_device(self._gather(idx))
@@ -195,8 +210,13 @@ class StreamedData:
         return plan, tuple(self._to_device(f.result()) for f in futures)
 
 
-def place_data(X, *, offset, scale, shape, device: torch.device, limit):
+def place_data(
+    X, *, offset, scale, shape, device: torch.device, limit, projection=None
+):
     """Put samples on the device when they fit in ``limit`` bytes, else stream them.
+
+    They are scaled there (and projected, with ``projection``; see
+    :func:`scale_on_device`).
 
     ``limit`` is a number of bytes or ``"auto"``: on CUDA, half of the free
     device memory; elsewhere everything in host memory stays resident, and an
@@ -213,9 +233,16 @@ def place_data(X, *, offset, scale, shape, device: torch.device, limit):
         fits = n_bytes <= parse_memory(limit)
     if fits:
         tensor = to_device(np.asarray(X, dtype=np.float32), device)
-        offset, scale = scaling_tensors(offset, scale, device)
-        return ResidentData(scale_on_device(tensor, offset, scale, shape))
-    return StreamedData(X, offset=offset, scale=scale, shape=shape, device=device)
+        offset, scale, projection = scaling_tensors(offset, scale, device, projection)
+        return ResidentData(scale_on_device(tensor, offset, scale, shape, projection))
+    return StreamedData(
+        X,
+        offset=offset,
+        scale=scale,
+        shape=shape,
+        device=device,
+        projection=projection,
+    )
 
 
 class DeviceBatches:

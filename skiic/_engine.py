@@ -316,10 +316,18 @@ def infer(
     """Apply ``fn(module, batch)`` to the host array ``X`` on ``device``.
 
     ``X`` is read chunk by chunk (:func:`skiic._data.map_samples`), scaled on
-    the device by ``scaling=(offset, scale)`` and reshaped to ``shape``; the
-    module runs in eval mode under autocast. Returns float32 on the CPU.
+    the device by ``scaling=(offset, scale)`` or ``(offset, scale,
+    projection)`` and reshaped to ``shape``; the module runs in eval mode
+    under autocast. Returns float32 on the CPU.
     """
-    offset, scale = scaling if scaling is not None else (np.float32(0), np.float32(1))
-    data = StreamedData(X, offset=offset, scale=scale, shape=shape, device=device)
+    offset, scale, *projection = scaling or (np.float32(0), np.float32(1))
+    data = StreamedData(
+        X,
+        offset=offset,
+        scale=scale,
+        shape=shape,
+        device=device,
+        projection=projection[0] if projection else None,
+    )
     module.eval()
     return map_samples(lambda x: fn(module, x).float(), data, device).cpu()

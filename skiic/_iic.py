@@ -11,8 +11,14 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from torch import Tensor, nn
 
-from . import _data, _distributed, _engine
-from ._base import FitPlan, _BaseDeepClusterer, count, resolve_max_epochs
+from . import _data, _distributed, _engine, _selflabel
+from ._base import (
+    FitPlan,
+    _BaseDeepClusterer,
+    count,
+    principal_projection,
+    resolve_max_epochs,
+)
 from ._device import forked_rng
 from ._iic_heads import Selection, evaluate_heads, select_head
 from ._validation import Interval, StrOptions
@@ -35,6 +41,9 @@ _AUTO_NEIGHBOR_PAIRS_BELOW = 5_000
 # n_init="auto" on vectors: this many candidate networks trained for this
 # fraction of the epochs each; the one with the lowest loss trains on.
 _AUTO_CANDIDATES, _CANDIDATE_FRACTION = 3, 0.2
+# pca_components="auto": vectors of more than this many features are projected
+# on this many principal axes (the vector panel).
+_AUTO_PCA_ABOVE, _AUTO_PCA_COMPONENTS = 100, 50
 
 
 class IICClustering(
@@ -107,6 +116,24 @@ class IICClustering(
         nearest neighbours, from 5,000 on the sample's own; the table behind
         this rule is in :ref:`iic_why_the_defaults`);
         ``None``: no augmentation (then ``n_neighbors`` must be positive).
+    self_labelling : bool or "auto", default="auto"
+        Whether a self-labelling stage follows the main training: the
+        network (backbone and the selected head) is trained with
+        cross-entropy on augmented views of each cluster's most confident
+        samples (a share growing from half to nine tenths of each cluster),
+        drawn equally from every cluster, for four tenths of the main
+        training's epochs at a tenth of ``lr`` (SCAN's self-labelling step,
+        Van Gansbeke et al., 2020; labels are never used). The views are the
+        ``augmentation``, or the sample's own adversarial view. ``"auto"``
+        leaves it off: on the digits and MNIST, as images and as vectors, it
+        gained nothing (see :ref:`iic_self_labelling`).
+    pca_components : int, None or "auto", default="auto"
+        Vectors are projected on this many principal axes (computed at fit
+        on at most 50,000 of the scaled samples) before the network; the
+        neighbour search and the adversarial views work in the projection.
+        ``None`` keeps every feature. ``"auto"``: 50 for vectors of more than
+        100 features (flattened images such as MNIST's 784 pixels), else
+        ``None`` (see :ref:`iic_why_the_defaults`). Images keep their pixels.
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -230,6 +257,12 @@ class IICClustering(
         ],
         "n_init": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "augmentation": [callable, VirtualAdversarial, None, StrOptions({"auto"})],
+        "self_labelling": ["boolean", StrOptions({"auto"})],
+        "pca_components": [
+            Interval(Integral, 1, None, closed="left"),
+            None,
+            StrOptions({"auto"}),
+        ],
     }
     _collapse_hint = (
         "Try a larger alpha, more epochs or a smaller lr; identical or constant "
@@ -248,6 +281,8 @@ class IICClustering(
         n_init="auto",
         n_neighbors="auto",
         augmentation="auto",
+        self_labelling="auto",
+        pca_components="auto",
         input_shape=None,
         module=None,
         max_epochs="auto",
@@ -268,6 +303,8 @@ class IICClustering(
         self.n_init = n_init
         self.n_neighbors = n_neighbors
         self.augmentation = augmentation
+        self.self_labelling = self_labelling
+        self.pca_components = pca_components
         self.input_shape = input_shape
         self.module = module
         self.max_epochs = max_epochs
@@ -279,6 +316,28 @@ class IICClustering(
         self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
+
+    def _fit_scaling(self, X, image_shape):
+        """The base scaling, then, for wide vectors, a projection on their
+        principal axes (``pca_components``)."""
+        scaling = super()._fit_scaling(X, image_shape)
+        n_components = self.pca_components
+        if n_components == "auto":
+            wide = image_shape is None and X.shape[1] > _AUTO_PCA_ABOVE
+            n_components = _AUTO_PCA_COMPONENTS if wide else None
+        if n_components is None:
+            return scaling
+        if image_shape is not None:
+            raise ValueError(
+                f"pca_components={n_components} projects vectors; images keep "
+                "their pixels. Pass pca_components=None (or 'auto') with images."
+            )
+        if n_components > min(X.shape):
+            raise ValueError(
+                f"pca_components={n_components} is more than the data has: "
+                f"{X.shape[0]} samples of {X.shape[1]} features."
+            )
+        return principal_projection(X, scaling, n_components, self._seeds()[0])
 
     def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
@@ -307,16 +366,20 @@ class IICClustering(
             high=_AUTO_MAX_EPOCHS,
         )
         n_inits, candidate_epochs = _resolve_inits(self.n_init, image_shape, max_epochs)
-        seeds = self._seeds(n_inits + 1 + bool(candidate_epochs))
+        self_label_epochs = _resolve_self_labelling(self.self_labelling, max_epochs)
+        seeds = self._seeds(n_inits + 2 + bool(candidate_epochs))
         init_seeds, view_seed = seeds[:n_inits], seeds[n_inits]
+        self_label_seed = seeds[n_inits + 1]
         return _IICPlan(
-            n_features=X.shape[1],
+            n_features=scaling.width(X.shape[1]),
             input_shape=image_shape,
             scaling=scaling,
             compact=on_cpu and self.module is None,
             max_epochs=max_epochs,
             candidate_epochs=candidate_epochs,
             continue_seed=seeds[-1] if candidate_epochs else None,
+            self_label_epochs=self_label_epochs,
+            self_label_seed=int(self_label_seed),
             augment=augment,
             n_neighbors=n_neighbors,
             n_head_inits=_resolve_head_inits(
@@ -355,6 +418,9 @@ class IICClustering(
         selection, module, history = best
         # Keep the backbone and the selected head only: that is what predicts.
         module.heads = nn.ModuleList([selection.head.cpu()])
+        if plan.self_label_epochs:
+            module, more = self._self_label(plan, module, data, views, device, parallel)
+            history = _engine.join_histories(history, more)
         labels = _assign(module.to(device), data, device)
         return _IICResult(module.to("cpu"), history, selection, labels, data.streamed)
 
@@ -456,6 +522,37 @@ class IICClustering(
             n_head_inits=plan.n_head_inits,
             device=device,
         )
+
+    def _self_label(self, plan, module, data, views, device, parallel):
+        """Train the backbone and the selected head on their own confident
+        predictions (:mod:`skiic._selflabel`): (module, history)."""
+        self._say(
+            parallel,
+            f"self-labelling: {count(plan.self_label_epochs, 'epoch')} on the "
+            "confident samples",
+        )
+        objective = _selflabel.SelfLabelObjective(
+            data,
+            logits=_predicting_logits,
+            augment=views.strong,
+            n_clusters=self.n_clusters,
+            epochs=plan.self_label_epochs,
+            parallel=parallel,
+        )
+        with forked_rng(plan.self_label_seed, device):
+            if parallel.active:
+                _distributed.convert_batchnorm(module, parallel, device)
+            module, history = self._train(
+                module,
+                objective,
+                data.n_samples,
+                device,
+                plan.self_label_epochs,
+                parallel=parallel,
+                lr=self.lr * _selflabel.LR_FACTOR,
+            )
+            _distributed.revert_batchnorm(module)
+        return module, history
 
     def _train_network(self, module, epochs, data, views, device, parallel):
         """Train ``module`` for ``epochs`` epochs on the IIC objective."""
@@ -596,6 +693,22 @@ class _IICPlan(FitPlan):
     candidate_epochs: int  # cheap restarts: epochs of each candidate; 0: none
     continue_seed: int | None  # seeds the kept candidate's further training
     view_seed: int  # seeds the neighbour search and the views of score()
+    self_label_epochs: int  # epochs of the self-labelling stage; 0: none
+    self_label_seed: int  # seeds the self-labelling stage
+
+
+def _predicting_logits(module, x):
+    """Logits of the head that predicts (the first sub-head of the first head)."""
+    return module(x)[0][0]
+
+
+def _resolve_self_labelling(self_labelling, max_epochs):
+    """``self_labelling``: epochs of the self-labelling stage (0: none).
+
+    "auto" turns it on for no data yet: on the image and vector panels it
+    gained nothing (see :ref:`iic_self_labelling`).
+    """
+    return _selflabel.self_label_epochs(max_epochs) if self_labelling is True else 0
 
 
 class _IICResult(NamedTuple):
@@ -691,6 +804,14 @@ class _Views:
 
     def augmented(self, x: Tensor) -> Tensor:
         return x if self.augment is None else self.augment(x)
+
+    def strong(self, module, x: Tensor, idx: Tensor) -> Tensor:
+        """The view self-labelling trains on: the augmentation, or the
+        sample's own adversarial view."""
+        if self.adversarial is None:
+            return self.augmented(x)
+        radius = self.radius[idx.to(self.radius.device)].to(x.device)
+        return self.adversarial.perturb(module, x, radius)
 
     def first(self, x: Tensor) -> Tensor:
         """The first view of a batch (the clean one for adversarial views)."""

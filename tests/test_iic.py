@@ -296,6 +296,64 @@ def test_flat_images_with_input_shape_and_three_d_input():
     assert np.array_equal(model.predict(X[:, None]), model.labels_)
 
 
+# ------------------------------------------------------ principal projection
+def _wide_blobs(n_features=120):
+    """Four blobs in 5 dimensions, padded with noise features to ``n_features``."""
+    X, y = make_blobs(400, n_features=5, centers=4, cluster_std=0.5, random_state=1)
+    noise = np.random.default_rng(1).normal(size=(len(X), n_features - 5))
+    return np.hstack([X, noise]).astype(np.float32), y
+
+
+@pytest.mark.parametrize(("n_features", "width"), [(100, 100), (101, 50)])
+def test_wide_vectors_train_on_their_principal_axes(n_features, width):
+    """pca_components="auto": vectors of more than 100 features are projected
+    on their first 50 principal axes; the network sees the projection."""
+    X, _ = _wide_blobs(n_features)
+    model = IICClustering(4, **dict(FAST, max_epochs=1, n_heads=1)).fit(X)
+    assert model.n_features_in_ == n_features
+    assert model.module_.backbone.layers[0].in_features == width
+    assert (model._projection is None) == (width == n_features)
+    assert np.array_equal(model.predict(X), model.labels_)
+
+
+def test_projection_is_the_scaled_principal_axes():
+    """Scaled, projected training vectors are centred, with unit mean variance,
+    and span the same space as scikit-learn's PCA."""
+    X, _ = _wide_blobs()
+    model = IICClustering(4, pca_components=7, **dict(FAST, max_epochs=1)).fit(X)
+    projected = ((X - model._offset) / model._scale) @ model._projection
+    assert projected.shape == (len(X), 7)
+    np.testing.assert_allclose(projected.mean(axis=0), 0, atol=1e-4)
+    assert projected.var(axis=0, ddof=1).mean() == pytest.approx(1, rel=1e-3)
+    reference = PCA(7).fit_transform(X)
+    # the same 7-dimensional subspace: each reference column is a linear
+    # combination of the projected columns
+    fit = np.linalg.lstsq(projected, reference, rcond=None)[1]
+    assert np.all(fit <= 1e-6 * (reference**2).sum(axis=0))
+
+
+def test_wide_vectors_are_clustered_through_the_projection():
+    """Blobs hidden among 115 noise features: found on the principal axes."""
+    X, y = _wide_blobs()
+    model = IICClustering(4, n_init=1, max_epochs=20, random_state=0).fit(X)
+    assert model._projection is not None
+    assert matched_accuracy(y, model.labels_) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("X", "pca_components", "message"),
+    [
+        (np.zeros((30, 1, 8, 8)), 5, "images keep their pixels"),
+        (np.zeros((30, 12)), 13, "more than the data has: 30 samples of 12"),
+    ],
+    ids=["images", "too many"],
+)
+def test_pca_components_that_cannot_apply(X, pca_components, message):
+    X = X + np.random.default_rng(0).random(X.shape)
+    with pytest.raises(ValueError, match=message):
+        IICClustering(3, pca_components=pca_components, **FAST).fit(X)
+
+
 # ----------------------------------------------------------------- bad input
 def test_fewer_samples_than_clusters():
     with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=10"):
@@ -312,6 +370,8 @@ def test_fewer_samples_than_clusters():
         (dict(n_head_inits="many"), "n_head_inits"),
         (dict(n_heads=0), "n_heads"),
         (dict(n_init=0), "n_init"),
+        (dict(pca_components=0), "pca_components"),
+        (dict(self_labelling="yes"), "self_labelling"),
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )
