@@ -805,13 +805,15 @@ class _Views:
     def augmented(self, x: Tensor) -> Tensor:
         return x if self.augment is None else self.augment(x)
 
-    def strong(self, module, x: Tensor, idx: Tensor) -> Tensor:
-        """The view self-labelling trains on: the augmentation, or the
-        sample's own adversarial view."""
+    def strong(self, module, x: Tensor, idx: Tensor, shard=lambda t: t) -> Tensor:
+        """The views self-labelling trains on: the augmentation, or the
+        sample's own adversarial view; drawn for the whole batch, as one
+        process would, and cut to this process's ``shard``."""
         if self.adversarial is None:
-            return self.augmented(x)
+            return shard(self.augmented(x))
+        probe = shard(torch.randn(x.shape, device=x.device))
         radius = self.radius[idx.to(self.radius.device)].to(x.device)
-        return self.adversarial.perturb(module, x, radius)
+        return self.adversarial.perturb(module, shard(x), shard(radius), probe=probe)
 
     def first(self, x: Tensor) -> Tensor:
         """The first view of a batch (the clean one for adversarial views)."""

@@ -58,8 +58,8 @@ class SelfLabelObjective(_engine.Objective):
         ``logits(module, x)``: the predicting head's logits, shape
         ``(n, n_clusters)``.
     augment : callable
-        ``augment(module, x, idx)``: the augmented views of the batch ``x``
-        of samples ``idx``.
+        ``augment(module, x, idx, shard)``: this process's ``shard`` of the
+        augmented views of the (global) batch ``x`` of samples ``idx``.
     n_clusters : int
         Number of clusters of the predicting head.
     epochs : int
@@ -76,7 +76,7 @@ class SelfLabelObjective(_engine.Objective):
         self,
         data,
         logits: Callable[[nn.Module, Tensor], Tensor],
-        augment: Callable[[nn.Module, Tensor, Tensor], Tensor],
+        augment: Callable[..., Tensor],
         *,
         n_clusters: int,
         epochs: int,
@@ -133,9 +133,11 @@ class SelfLabelObjective(_engine.Objective):
         (idx,), (x,) = batch
         shard = self.parallel.shard
         targets = shard(self._targets[idx.to(self._targets.device)].to(x.device))
-        views = self.augment(module, shard(x), shard(idx))
+        views = self.augment(module, x, idx, shard)
         logits = self.logits(module, views).float()
-        return F.cross_entropy(logits, targets)
+        # Mean over the global batch: this shard's sum, summed over processes.
+        total = F.cross_entropy(logits, targets, reduction="sum")
+        return self.parallel.all_reduce(total) / x.shape[0]
 
 
 def confident_samples(logits: Tensor, share: float) -> tuple[Tensor, Tensor]:

@@ -73,6 +73,19 @@ def test_adversarial_views_two_processes_train_like_one(blobs):
     )
 
 
+@pytest.mark.parametrize(
+    "augmentation", [VectorAugmentation(), VirtualAdversarial()], ids=repr
+)
+def test_self_labelling_two_processes_train_like_one(blobs, augmentation):
+    params = dict(
+        PARAMS, augmentation=augmentation, self_labelling=True, random_state=0
+    )
+    spread = IICClustering(3, devices=["cpu", "cpu"], **params).fit(blobs)
+    single = IICClustering(3, **params).fit(blobs)
+    assert len(single.history_) == PARAMS["max_epochs"] + 1  # one stage epoch
+    assert_same_training(spread, single)
+
+
 def test_deepcluster_two_processes_train_like_one(blobs):
     """Features gathered for one k-means, shards of one global batch."""
     params = dict(max_epochs=3, batch_size=128, device="cpu", random_state=0)

@@ -46,7 +46,7 @@ def test_batches_are_balanced_over_clusters_and_grow_with_the_epochs():
     objective = SelfLabelObjective(
         ResidentData(x),
         logits=lambda m, v: m(v),
-        augment=lambda m, v, idx: v,
+        augment=lambda m, v, idx, shard: v,
         n_clusters=2,
         epochs=3,
         start=0.2,
