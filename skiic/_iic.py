@@ -41,9 +41,9 @@ _AUTO_NEIGHBOR_PAIRS_BELOW = 5_000
 # n_init="auto" on vectors: this many candidate networks trained for this
 # fraction of the epochs each; the one with the lowest loss trains on.
 _AUTO_CANDIDATES, _CANDIDATE_FRACTION = 3, 0.2
-# pca_components="auto": vectors of more than this many features are projected
+# pca_components="auto": vectors of at least this many features are projected
 # on this many principal axes (the vector panel).
-_AUTO_PCA_ABOVE, _AUTO_PCA_COMPONENTS = 100, 50
+_AUTO_PCA_FROM, _AUTO_PCA_COMPONENTS = 100, 50
 
 
 class IICClustering(
@@ -131,8 +131,8 @@ class IICClustering(
         Vectors are projected on this many principal axes (computed at fit
         on at most 50,000 of the scaled samples) before the network; the
         neighbour search and the adversarial views work in the projection.
-        ``None`` keeps every feature. ``"auto"``: 50 for vectors of more than
-        100 features (flattened images such as MNIST's 784 pixels), else
+        ``None`` keeps every feature. ``"auto"``: 50 for vectors of 100
+        features or more (flattened images such as MNIST's 784 pixels), else
         ``None`` (see :ref:`iic_why_the_defaults`). Images keep their pixels.
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
@@ -323,7 +323,7 @@ class IICClustering(
         scaling = super()._fit_scaling(X, image_shape)
         n_components = self.pca_components
         if n_components == "auto":
-            wide = image_shape is None and X.shape[1] > _AUTO_PCA_ABOVE
+            wide = image_shape is None and X.shape[1] >= _AUTO_PCA_FROM
             n_components = _AUTO_PCA_COMPONENTS if wide else None
         if n_components is None:
             return scaling
