@@ -47,12 +47,17 @@ class AutoEncoderEmbedder(
     n_components : int, default=10
         Width of the codes (the bottleneck). 2 or 3 give embeddings that can
         be plotted.
-    latent : {"linear", "tanh"}, default="linear"
+    latent : {"whitened", "linear", "tanh"}, default="whitened"
         ``"linear"``: the codes are a linear map of the encoder's features,
         standardised to zero mean and unit variance per component over the
-        training data (a batch normalisation without learned scale), so that
-        no component dominates the distances that, e.g., ``KMeans`` computes;
-        ``"tanh"``: these codes squashed into (-1, 1).
+        training data (a batch normalisation without learned scale);
+        ``"whitened"``: these codes decorrelated as well, after training, by
+        the principal axes of the training data's codes, each divided by its
+        standard deviation (as ``PCA(whiten=True)`` does), so that their
+        covariance over the training data is the identity and no direction
+        dominates the distances that, e.g., ``KMeans`` computes
+        (``inverse_transform`` undoes it; see :ref:`autoencoder_codes`);
+        ``"tanh"``: the linear codes squashed into (-1, 1).
     augmentation : callable, "auto" or None, default="auto"
         Corrupts each training batch on the device before it is encoded,
         while the loss compares the reconstruction with the clean batch (a
@@ -190,7 +195,7 @@ class AutoEncoderEmbedder(
     _parameter_constraints: dict = {
         **_BaseDeepEstimator._parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "latent": [StrOptions({"linear", "tanh"})],
+        "latent": [StrOptions({"linear", "tanh", "whitened"})],
         "augmentation": [callable, None, StrOptions({"auto"})],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -202,7 +207,7 @@ class AutoEncoderEmbedder(
         self,
         n_components=10,
         *,
-        latent="linear",
+        latent="whitened",
         augmentation="auto",
         early_stopping=False,
         validation_fraction=0.1,
@@ -315,10 +320,17 @@ class AutoEncoderEmbedder(
                 callbacks=callbacks,
             )
             _distributed.revert_batchnorm(module)
-        return _AutoEncoderResult(module.to("cpu").eval(), history, data.streamed)
+            whitening = None
+            if self.latent == "whitened":
+                module.eval()
+                codes = _data.map_samples(module.encode, data, device).float()
+                whitening = code_whitening(codes.cpu().numpy())
+        return _AutoEncoderResult(
+            module.to("cpu").eval(), history, data.streamed, whitening
+        )
 
     def _fitted_attributes(self, plan, result):
-        return {"streamed_": result.streamed}
+        return {"streamed_": result.streamed, "_whitening": result.whitening}
 
     def transform(self, X):
         """Encode ``X`` into its codes.
@@ -334,7 +346,12 @@ class AutoEncoderEmbedder(
             The codes.
         """
         X = self._validate_predict_data(X)
-        return self._infer(X, lambda module, x: module.encode(x)).numpy()
+        codes = self._infer(X, lambda module, x: module.encode(x)).numpy()
+        whitening = getattr(self, "_whitening", None)
+        if whitening is not None:
+            mean, forward, _ = whitening
+            codes = ((codes - mean) @ forward).astype(np.float32, copy=False)
+        return codes
 
     def inverse_transform(self, X):
         """Decode codes back to the input space.
@@ -359,6 +376,10 @@ class AutoEncoderEmbedder(
                 f"X has {Z.shape[1]} features, but inverse_transform expects codes "
                 f"of n_components={self.n_components} features."
             )
+        whitening = getattr(self, "_whitening", None)
+        if whitening is not None:
+            mean, _, backward = whitening
+            Z = Z @ backward + mean
         device = self._predict_device()
         flat = _engine.infer(
             self._module_on(device),
@@ -450,6 +471,27 @@ class _AutoEncoderResult(NamedTuple):
     module: nn.Module  # the trained autoencoder, on the CPU
     history: object  # skorch History
     streamed: bool  # whether the data was streamed to the device
+    whitening: tuple | None  # code_whitening() of the training codes, or None
+
+
+def code_whitening(codes: np.ndarray):
+    """(mean, forward, backward) that whiten ``codes`` and undo it.
+
+    ``(codes - mean) @ forward`` has the identity as covariance (directions
+    of near-zero variance are scaled as if their variance were a millionth of
+    the largest); ``whitened @ backward + mean`` gives the codes back.
+    """
+    codes = codes.astype(np.float64)
+    mean = codes.mean(axis=0)
+    width = codes.shape[1]
+    covariance = np.cov(codes - mean, rowvar=False, ddof=0).reshape(width, width)
+    variances, axes = np.linalg.eigh(covariance)
+    order = np.argsort(variances)[::-1]
+    variances, axes = variances[order], axes[:, order]
+    scales = np.sqrt(np.maximum(variances, 1e-6 * max(variances[0], 1e-12)))
+    forward = axes / scales
+    backward = (axes * scales).T
+    return tuple(a.astype(np.float32) for a in (mean, forward, backward))
 
 
 class _ReconstructionObjective(_engine.Objective):

@@ -203,6 +203,35 @@ def test_tanh_latent_is_bounded(roll):
     assert np.abs(linear).max() > 1.0
 
 
+def test_whitened_codes_are_decorrelated_and_decode_like_linear_ones(roll):
+    """latent="whitened" (the default): identity covariance on the training
+    data; the same network as "linear" (same seed), so the reconstructions
+    agree."""
+    X = np.hstack([roll, roll[:, :1] ** 2])
+    whitened = AutoEncoderEmbedder(3, **FAST).fit(X)
+    Z = whitened.transform(X)
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(Z, rowvar=False, ddof=0), np.eye(3), atol=1e-3)
+    linear = AutoEncoderEmbedder(3, latent="linear", **FAST).fit(X)
+    np.testing.assert_allclose(
+        whitened.inverse_transform(Z),
+        linear.inverse_transform(linear.transform(X)),
+        atol=1e-4,
+    )
+    assert whitened.score(X) == pytest.approx(linear.score(X))
+
+
+def test_code_whitening_survives_a_dead_component():
+    from skiic._autoencoder import code_whitening
+
+    codes = np.random.default_rng(0).normal(size=(200, 3)) * [3.0, 1.0, 0.0]
+    mean, forward, backward = code_whitening(codes)
+    assert np.all(np.isfinite(forward))
+    np.testing.assert_allclose(
+        (codes - mean) @ forward @ backward + mean, codes, atol=1e-5
+    )
+
+
 def test_custom_module_on_images_gets_a_dense_decoder():
     X = blob_images((1, 8, 8))
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
