@@ -43,9 +43,9 @@ class SelfLabelObjective(_engine.Objective):
     """Cross-entropy on augmented views of each cluster's most confident samples.
 
     At the start of every epoch the network labels every (clean) sample; in
-    each cluster, the share ``confident`` of its samples with the largest
-    margin between the two top logits become targets, a share that grows
-    linearly from ``start`` in the first epoch to ``end`` in the last. The
+    each cluster, the samples with the largest margin between the two top
+    logits become targets, a share of the cluster that grows linearly from
+    ``start`` in the first epoch to ``end`` in the last. The
     epoch's batches draw these samples with equal weight per cluster (the
     class-balance safeguard against collapse), as many batches as an epoch
     over all samples.

@@ -44,9 +44,9 @@ def single(blobs):
     return IICClustering(3, random_state=0, **PARAMS).fit(blobs)
 
 
-def assert_same_training(a, b):
+def assert_same_training(a, b, atol=0):
     np.testing.assert_allclose(
-        a.history_[:, "train_loss"], b.history_[:, "train_loss"], rtol=1e-4
+        a.history_[:, "train_loss"], b.history_[:, "train_loss"], rtol=1e-4, atol=atol
     )
     assert np.array_equal(a.labels_, b.labels_)
     assert a.loss_ == pytest.approx(b.loss_, abs=1e-3)
@@ -83,7 +83,8 @@ def test_self_labelling_two_processes_train_like_one(blobs, augmentation):
     spread = IICClustering(3, devices=["cpu", "cpu"], **params).fit(blobs)
     single = IICClustering(3, **params).fit(blobs)
     assert len(single.history_) == PARAMS["max_epochs"] + 1  # one stage epoch
-    assert_same_training(spread, single)
+    # the stage's cross-entropy can be tiny (1e-8): compare it to 1e-6 as well
+    assert_same_training(spread, single, atol=1e-6)
 
 
 def test_deepcluster_two_processes_train_like_one(blobs):
