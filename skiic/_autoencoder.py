@@ -302,8 +302,6 @@ class AutoEncoderEmbedder(
                 parallel=parallel,
             )
             module = self._build_network(plan)
-            if parallel.active:
-                _distributed.convert_batchnorm(module, parallel, device)
             self._say(
                 parallel,
                 f"training {count(plan.max_epochs, 'epoch')} on "
@@ -319,7 +317,6 @@ class AutoEncoderEmbedder(
                 parallel=parallel,
                 callbacks=callbacks,
             )
-            _distributed.revert_batchnorm(module)
             whitening = None
             if self.latent == "whitened":
                 module.eval()

@@ -275,9 +275,15 @@ class _BaseDeepEstimator(BaseEstimator):
         lr=None,
     ):
         """Train on the engine with the shared parameters (``lr``: the
-        estimator's unless given); returns (module, history)."""
+        estimator's unless given); returns (module, history).
+
+        In a data-parallel fit the BatchNorm layers synchronise over the
+        processes while training and are plain ones again afterwards.
+        """
         verbose = self.verbose if parallel is None or parallel.is_main else 0
-        return _engine.train(
+        if parallel is not None and parallel.active:
+            _distributed.convert_batchnorm(module, parallel, device)
+        module, history = _engine.train(
             module,
             objective,
             n_samples=n_samples,
@@ -289,6 +295,8 @@ class _BaseDeepEstimator(BaseEstimator):
             callbacks=callbacks,
             parallel=parallel,
         )
+        _distributed.revert_batchnorm(module)
+        return module, history
 
     def _say(self, parallel, message):
         """A progress line when ``verbose`` (from the main process only)."""

@@ -334,8 +334,6 @@ class DeepClusterEstimator(
             width = feature_width(backbone, plan.sample_shape)
             n_components = min(self.n_components, width)
             module = _DeepClusterNetwork(backbone, width, plan.n_pseudo_classes)
-            if parallel.active:
-                _distributed.convert_batchnorm(module, parallel, device)
             objective = _DeepClusterObjective(
                 data,
                 n_pseudo_classes=plan.n_pseudo_classes,
@@ -358,7 +356,6 @@ class DeepClusterEstimator(
                 plan.max_epochs,
                 parallel=parallel,
             )
-            _distributed.revert_batchnorm(module)
             self._say(parallel, f"k-means into {self.n_clusters} clusters")
             features = _features(module.to(device).backbone, data, device, parallel)
             with _clustering_threads(device):

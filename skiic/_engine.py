@@ -316,18 +316,18 @@ def infer(
     """Apply ``fn(module, batch)`` to the host array ``X`` on ``device``.
 
     ``X`` is read chunk by chunk (:func:`skiic._data.map_samples`), scaled on
-    the device by ``scaling=(offset, scale)`` or ``(offset, scale,
-    projection)`` and reshaped to ``shape``; the module runs in eval mode
-    under autocast. Returns float32 on the CPU.
+    the device by ``scaling=(offset, scale, projection or None)`` and
+    reshaped to ``shape``; the module runs in eval mode under autocast.
+    Returns float32 on the CPU.
     """
-    offset, scale, *projection = scaling or (np.float32(0), np.float32(1))
+    offset, scale, projection = scaling or (np.float32(0), np.float32(1), None)
     data = StreamedData(
         X,
         offset=offset,
         scale=scale,
         shape=shape,
         device=device,
-        projection=projection[0] if projection else None,
+        projection=projection,
     )
     module.eval()
     return map_samples(lambda x: fn(module, x).float(), data, device).cpu()

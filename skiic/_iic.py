@@ -540,9 +540,7 @@ class IICClustering(
             parallel=parallel,
         )
         with forked_rng(plan.self_label_seed, device):
-            if parallel.active:
-                _distributed.convert_batchnorm(module, parallel, device)
-            module, history = self._train(
+            return self._train(
                 module,
                 objective,
                 data.n_samples,
@@ -551,19 +549,13 @@ class IICClustering(
                 parallel=parallel,
                 lr=self.lr * _selflabel.LR_FACTOR,
             )
-            _distributed.revert_batchnorm(module)
-        return module, history
 
     def _train_network(self, module, epochs, data, views, device, parallel):
         """Train ``module`` for ``epochs`` epochs on the IIC objective."""
-        if parallel.active:
-            _distributed.convert_batchnorm(module, parallel, device)
         objective = _IICObjective(data, views, alpha=self.alpha, parallel=parallel)
-        module, history = self._train(
+        return self._train(
             module, objective, data.n_samples, device, epochs, parallel=parallel
         )
-        _distributed.revert_batchnorm(module)
-        return module, history
 
     def _fitted_attributes(self, plan, result):
         order, labels = self._order_clusters(result.labels)
