@@ -7,6 +7,10 @@ Examples::
         --pca 50 --seeds 0 1 2 3 \\
         --variant "" --variant "augmentation=None" --variant "alpha=1.0"
 
+    # DeepClusterEstimator on the digits: training length
+    python benchmarks/ablate.py --estimator deepcluster --seeds 0 1 2 \\
+        --variant "" --variant "max_epochs=50"
+
     # AutoEncoderEmbedder(10) + KMeans(10) on 10,000 MNIST images
     python benchmarks/ablate.py --estimator autoencoder --data ../shared/data/mnist.npz \\
         --n-samples 10000 --seeds 0 --variant "max_epochs=15" \\
@@ -48,7 +52,7 @@ from _common import (
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from skiic import AutoEncoderEmbedder, IICClustering
+from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
 from skiic.augment import ImageAugmentation, VectorAugmentation, VirtualAdversarial
 from skiic.metrics import matched_confusion_matrix
 
@@ -95,7 +99,9 @@ def _value(node, text):
 
 def main(argv=None):
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--estimator", choices=["iic", "autoencoder"], default="iic")
+    parser.add_argument(
+        "--estimator", choices=["iic", "deepcluster", "autoencoder"], default="iic"
+    )
     parser.add_argument(
         "--pca",
         type=int,
@@ -139,6 +145,12 @@ def main(argv=None):
                 )
                 labels = model.fit_predict(X)
                 extra = {"loss": float(model.loss_)}
+            elif args.estimator == "deepcluster":
+                model = DeepClusterEstimator(
+                    10, device=args.device, random_state=seed, **params
+                )
+                labels = model.fit_predict(X)
+                extra = {"inertia": float(model.inertia_)}
             else:
                 model = AutoEncoderEmbedder(
                     10, device=args.device, random_state=seed, **params

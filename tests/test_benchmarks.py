@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 TABLE = "| method | runs |"
@@ -33,6 +35,18 @@ def test_ablate(tmp_path, capsys):
     assert methods == ["KMeans(10)", "PCA(10) + KMeans(10)", "max_epochs=1"]
     printed = capsys.readouterr().out
     assert "| max_epochs=1 | 1 |" in printed and TABLE in printed
+
+
+@pytest.mark.parametrize("estimator", ["deepcluster", "autoencoder"])
+def test_ablate_other_estimators(tmp_path, capsys, estimator):
+    import ablate
+
+    argv = ["--estimator", estimator, "--n-samples", "200", "--seeds", "0"]
+    argv += ["--variant", "max_epochs=1"]
+    methods = run_json(ablate, argv, tmp_path)
+    assert methods[-1] == "max_epochs=1"
+    note = "inertia" if estimator == "deepcluster" else "reconstruction_mse"
+    assert note in capsys.readouterr().out
 
 
 def test_bench_autoencoder(tmp_path, capsys):
