@@ -15,7 +15,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from . import _data, _distributed, _engine
+from . import _data, _distributed, _engine, _selflabel
 from ._base import FitPlan, _BaseDeepClusterer, count, large_images, resolve_max_epochs
 from ._device import forked_rng
 from ._kmeans import assign, kmeans
@@ -42,6 +42,11 @@ _EPOCH_KMEANS_ITER, _FINAL_KMEANS_INIT = 20, 10
 # and features whose total variance is below this fraction of their mean
 # square norm count as collapsed.
 _WHITEN_EPS, _COLLAPSE_VARIANCE = 1e-2, 1e-8
+# Self-labelling: epochs as a fraction of the main training's, and the
+# temperature of the centroid classifier's logits (squared distances of unit
+# vectors, between 0 and 4). On the digits (5 seeds) 0.5 to 2 did best, 0.1
+# and 0.05 less well; 0.4 of the main epochs did worse than 0.2.
+_SELF_LABEL_FRACTION, _SELF_LABEL_TEMPERATURE = 0.2, 0.5
 
 
 class DeepClusterEstimator(
@@ -56,6 +61,9 @@ class DeepClusterEstimator(
     augmented samples, with the pseudo-classes balanced. After training, the
     final features are whitened once more and k-means splits them into
     ``n_clusters`` clusters: ``labels_``, ``cluster_centers_``, ``predict``.
+    For images, a short self-labelling stage then trains the network on each
+    cluster's most confident samples, and k-means starts again from the
+    centres it trained (``self_labelling``).
 
     Read more in the :ref:`User Guide <user_guide_deepcluster>`.
 
@@ -96,6 +104,20 @@ class DeepClusterEstimator(
         :class:`skiic.augment.ImageAugmentation` for images and
         :class:`skiic.augment.VectorAugmentation` for vectors; ``None``: no
         augmentation.
+    self_labelling : bool or "auto", default="auto"
+        Whether a self-labelling stage follows the final k-means, as in
+        :class:`IICClustering`: each cluster's most confident samples (by how
+        much closer their features are to their own centre than to the next)
+        become targets, and the backbone and the centres are trained with
+        cross-entropy on augmented views of them (a share growing from half
+        to nine tenths of each cluster, drawn equally from every cluster)
+        for a fifth of the main training's epochs at a tenth of ``lr``; a
+        short k-means started from the trained centres then gives the final
+        partition. Labels are never used. ``"auto"`` runs it on images,
+        where it raised the matched accuracy of every seed on the digits and
+        on MNIST, for a sixth (digits) to a third (10,000 MNIST images) more
+        time, and not on vectors, where it changed nothing (see
+        :ref:`deepcluster_self_labelling`).
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -162,7 +184,8 @@ class DeepClusterEstimator(
         Sum of squared distances of the training samples' features to their
         closest centre.
     n_iter_ : int
-        Training epochs run (each one a re-clustering).
+        Training epochs run: the re-clustering epochs, then those of the
+        self-labelling stage when it runs.
     n_pseudo_classes_ : int
         Pseudo-classes used in training.
     n_components_ : int
@@ -172,7 +195,9 @@ class DeepClusterEstimator(
         between this epoch's pseudo-labels and the previous epoch's, the
         paper's stability curve; NaN in the first epoch), ``kmeans_inertia``,
         ``largest_pseudo_class`` (fraction of samples in the largest
-        pseudo-class), ``dur``, ...
+        pseudo-class), ``dur``, ...; the epochs of the self-labelling stage
+        record ``train_loss`` and ``confident`` (the share of samples taken
+        as targets).
     module_ : torch.nn.Module
         The trained network (backbone and classifier head), on the CPU.
     streamed_ : bool
@@ -239,6 +264,7 @@ class DeepClusterEstimator(
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "balancing": [StrOptions({"sampling", "weights"}), None],
         "augmentation": [callable, None, StrOptions({"auto"})],
+        "self_labelling": ["boolean", StrOptions({"auto"})],
     }
     _comparable_epoch_losses = False  # new pseudo-labels and head every epoch
     _collapse_hint = (
@@ -255,6 +281,7 @@ class DeepClusterEstimator(
         balancing="sampling",
         n_neighbors="auto",
         augmentation="auto",
+        self_labelling="auto",
         input_shape=None,
         module=None,
         max_epochs="auto",
@@ -273,6 +300,7 @@ class DeepClusterEstimator(
         self.balancing = balancing
         self.n_neighbors = n_neighbors
         self.augmentation = augmentation
+        self.self_labelling = self_labelling
         self.input_shape = input_shape
         self.module = module
         self.max_epochs = max_epochs
@@ -289,21 +317,26 @@ class DeepClusterEstimator(
         n_samples = X.shape[0]
         # An epoch draws n_samples indices, or enough for _MIN_EPOCH_STEPS steps.
         n_draws = max(n_samples, _MIN_EPOCH_STEPS * self.batch_size)
-        (seed,) = self._seeds(1)
+        seed, self_label_seed = self._seeds(2)
         fewer_steps = self._images_on_cpu(image_shape) and large_images(image_shape)
+        max_epochs = resolve_max_epochs(
+            self.max_epochs,
+            n_draws,
+            self.batch_size,
+            target_steps=_AUTO_STEPS_CPU if fewer_steps else _AUTO_STEPS,
+            low=_AUTO_MIN_EPOCHS,
+            high=_AUTO_MAX_EPOCHS,
+        )
         return _DeepClusterPlan(
             n_features=X.shape[1],
             input_shape=image_shape,
             scaling=scaling,
             compact=False,
-            max_epochs=resolve_max_epochs(
-                self.max_epochs,
-                n_draws,
-                self.batch_size,
-                target_steps=_AUTO_STEPS_CPU if fewer_steps else _AUTO_STEPS,
-                low=_AUTO_MIN_EPOCHS,
-                high=_AUTO_MAX_EPOCHS,
+            max_epochs=max_epochs,
+            self_label_epochs=_resolve_self_labelling(
+                self.self_labelling, max_epochs, images=image_shape is not None
             ),
+            self_label_seed=self_label_seed,
             n_pseudo_classes=self._resolve_pseudo_classes(n_samples),
             augment=self._resolve_augmentation(image_shape),
             n_draws=n_draws,
@@ -363,6 +396,11 @@ class DeepClusterEstimator(
                 clustering = kmeans(
                     whitening(features), self.n_clusters, n_init=_FINAL_KMEANS_INIT
                 )
+        if plan.self_label_epochs:
+            module, clustering, more = self._self_label(
+                plan, module, whitening, clustering, data, device, parallel
+            )
+            history = _engine.join_histories(history, more)
         return _DeepClusterResult(
             module=module.to("cpu").eval(),
             history=history,
@@ -372,6 +410,52 @@ class DeepClusterEstimator(
             inertia=clustering.inertia,
             streamed=data.streamed,
         )
+
+    def _self_label(self, plan, module, whitening, clustering, data, device, parallel):
+        """Train the backbone and the k-means centres on the confident samples
+        of each cluster (:mod:`skiic._selflabel`), then re-run k-means from the
+        trained centres: (module, clustering, history)."""
+        self._say(
+            parallel,
+            f"self-labelling: {count(plan.self_label_epochs, 'epoch')} on the "
+            "confident samples",
+        )
+        classifier = _CentroidClassifier(
+            module.to(device).backbone, whitening, clustering.centers
+        )
+        augment = plan.augment
+
+        def views(_module, x, _idx, shard):
+            return shard(x if augment is None else augment(x))
+
+        objective = _selflabel.SelfLabelObjective(
+            data,
+            logits=lambda classifier, x: classifier(x),
+            augment=views,
+            n_clusters=self.n_clusters,
+            epochs=plan.self_label_epochs,
+            parallel=parallel,
+        )
+        with forked_rng(plan.self_label_seed, device):
+            classifier, history = self._train(
+                classifier,
+                objective,
+                plan.n_draws,
+                device,
+                plan.self_label_epochs,
+                parallel=parallel,
+                lr=self.lr * _selflabel.LR_FACTOR,
+            )
+        module.backbone = classifier.backbone
+        features = _features(module.to(device).backbone, data, device, parallel)
+        with _clustering_threads(device):
+            clustering = kmeans(
+                whitening(features),
+                self.n_clusters,
+                init=classifier.centers.detach().to(device),
+                max_iter=_EPOCH_KMEANS_ITER,
+            )
+        return module, clustering, history
 
     def _fitted_attributes(self, plan, result):
         order, labels = self._order_clusters(result.labels)
@@ -479,6 +563,8 @@ class _DeepClusterPlan(FitPlan):
     n_draws: int  # samples drawn per epoch
     n_neighbors: int  # neighbours a training sample is swapped with; 0: none
     seed: int  # torch seed of initialisation, batches and augmentations
+    self_label_epochs: int  # epochs of the self-labelling stage; 0: none
+    self_label_seed: int  # torch seed of the self-labelling stage
 
 
 class _DeepClusterResult(NamedTuple):
@@ -502,6 +588,47 @@ class _DeepClusterNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Pseudo-class logits of shape (n, n_pseudo_classes)."""
         return self.head(self.backbone(x))
+
+
+class _CentroidClassifier(nn.Module):
+    """The k-means partition as a classifier: a backbone, the fixed whitening
+    and trainable centres. The logits are minus the squared distances of the
+    whitened, normalised features to the centres, divided by ``temperature``,
+    so their argmax is the nearest centre and the margin between the top two
+    is how much closer the nearest centre is than the next."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        whitening: _Whitening,
+        centers: Tensor,
+        temperature: float = _SELF_LABEL_TEMPERATURE,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", whitening.mean.detach().clone())
+        self.register_buffer("matrix", whitening.matrix.detach().clone())
+        self.centers = nn.Parameter(centers.detach().float().clone())
+        self.temperature = temperature
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = F.normalize((self.backbone(x).float() - self.mean) @ self.matrix, dim=1)
+        centers = self.centers.float()
+        squared = (z * z).sum(1, keepdim=True) - 2 * z @ centers.T
+        return -(squared + (centers * centers).sum(1)) / self.temperature
+
+
+def _resolve_self_labelling(self_labelling, max_epochs, *, images):
+    """``self_labelling``: epochs of the self-labelling stage (0: none), a
+    fifth of the main training's (a stage step costs as much as a main one).
+
+    "auto" turns it on for images, where it raised every seed on the digits
+    and MNIST, and leaves it off for vectors, where it changed nothing (see
+    :ref:`deepcluster_self_labelling`).
+    """
+    if self_labelling is True or (self_labelling == "auto" and images):
+        return max(1, round(_SELF_LABEL_FRACTION * max_epochs))
+    return 0
 
 
 class _Whitening(NamedTuple):

@@ -324,6 +324,7 @@ def test_pseudo_classes_must_fit_clusters_and_samples():
         (dict(n_components=0), "n_components"),
         (dict(balancing="oversample"), "balancing"),
         (dict(n_neighbors=-1), "n_neighbors"),
+        (dict(self_labelling="yes"), "self_labelling"),
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )

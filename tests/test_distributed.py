@@ -87,18 +87,38 @@ def test_self_labelling_two_processes_train_like_one(blobs, augmentation):
     assert_same_training(spread, single, atol=1e-6)
 
 
-def test_deepcluster_two_processes_train_like_one(blobs):
-    """Features gathered for one k-means, shards of one global batch."""
-    params = dict(max_epochs=3, batch_size=128, device="cpu", random_state=0)
+@pytest.mark.parametrize("self_labelling", [False, True])
+def test_deepcluster_two_processes_train_like_one(blobs, self_labelling):
+    """Features gathered for one k-means, shards of one global batch (in the
+    self-labelling stage as well)."""
+    params = dict(
+        max_epochs=3,
+        batch_size=128,
+        device="cpu",
+        random_state=0,
+        self_labelling=self_labelling,
+    )
     single = DeepClusterEstimator(3, **params).fit(blobs)
     spread = DeepClusterEstimator(3, devices=["cpu", "cpu"], **params).fit(blobs)
-    for key in ("train_loss", "kmeans_inertia", "pseudo_label_nmi"):
+    assert len(single.history_) == 3 + self_labelling  # one stage epoch
+    for key in ("kmeans_inertia", "pseudo_label_nmi"):
         np.testing.assert_allclose(
-            spread.history_[:, key][1:], single.history_[:, key][1:], rtol=1e-4
+            spread.history_[1:3, key], single.history_[1:3, key], rtol=1e-4
         )
+    np.testing.assert_allclose(
+        spread.history_[:3, "train_loss"], single.history_[:3, "train_loss"], rtol=1e-4
+    )
     # Float rounding differs between the two runs (sums over shards); Adam
     # turns near-zero gradients into steps of about lr, so weights drift apart
-    # by ~lr and a few samples on cluster borders may change sides.
+    # by ~lr and a few samples on cluster borders may change sides. The
+    # stage starts from those slightly different partitions, so its loss
+    # (0.399 and 0.406 here) agrees only roughly.
+    if self_labelling:
+        np.testing.assert_allclose(
+            spread.history_[-1, "train_loss"],
+            single.history_[-1, "train_loss"],
+            rtol=0.05,
+        )
     assert np.mean(spread.labels_ == single.labels_) > 0.97
     assert not any(isinstance(m, SyncBatchNorm) for m in spread.module_.modules())
 

@@ -1,12 +1,15 @@
-"""The self-labelling stage (skiic._selflabel) and IICClustering's use of it."""
+"""The self-labelling stage (skiic._selflabel) and the clusterers' use of it."""
 
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import make_blobs
 from test_iic import FAST, bar_images
 
-from skiic import IICClustering
+from skiic import DeepClusterEstimator, IICClustering
 from skiic._data import ResidentData
+from skiic._deepcluster import _CentroidClassifier, _Whitening
+from skiic._kmeans import assign
 from skiic._selflabel import SelfLabelObjective, confident_samples, self_label_epochs
 from skiic.metrics import matched_accuracy
 
@@ -95,3 +98,67 @@ def test_vector_self_labelling_uses_adversarial_views():
     ).fit(X)
     assert sum("confident" in epoch for epoch in model.history_) == 4
     assert matched_accuracy(np.repeat([0, 1], 60), model.labels_) == 1.0
+
+
+def test_centroid_classifier_logits_rank_the_centres_by_distance():
+    """DeepCluster's stage classifies by the nearest k-means centre: the argmax
+    is the nearest centre, and the top-two margin is the gap between the two
+    smallest squared distances over the temperature."""
+    torch.manual_seed(0)
+    backbone = torch.nn.Linear(5, 8)
+    x = torch.randn(50, 5)
+    with torch.no_grad():
+        whitening = _Whitening.fit(backbone(x), 4)
+        z = whitening(backbone(x))
+    centers = torch.randn(3, 4)
+    classifier = _CentroidClassifier(backbone, whitening, centers, temperature=0.1)
+    logits = classifier(x).detach()
+    labels, _ = assign(z, centers)
+    assert torch.equal(logits.argmax(dim=1), labels)
+    squared = torch.cdist(z, centers) ** 2
+    nearest = squared.sort(dim=1).values
+    top = logits.topk(2, dim=1).values
+    torch.testing.assert_close(
+        top[:, 0] - top[:, 1],
+        (nearest[:, 1] - nearest[:, 0]) / 0.1,
+        atol=1e-4,
+        rtol=1e-4,
+    )
+    # the whitening is fixed, the centres and the backbone train
+    trained = {name for name, p in classifier.named_parameters() if p.requires_grad}
+    assert trained == {"centers", "backbone.weight", "backbone.bias"}
+
+
+def test_deepcluster_self_labelling_continues_the_same_training():
+    """The main training is the one without the stage (same seed); the stage
+    adds its epochs, with a growing confident share, and moves the network;
+    predict agrees with labels_ and the clusters stay right."""
+    X, y = make_blobs(n_samples=300, centers=4, cluster_std=0.8, random_state=3)
+    params = dict(max_epochs=10, device="cpu", random_state=0)
+    without = DeepClusterEstimator(4, self_labelling=False, **params).fit(X)
+    model = DeepClusterEstimator(4, self_labelling=True, **params).fit(X)
+    assert not any("confident" in epoch for epoch in without.history_)
+    np.testing.assert_allclose(
+        model.history_[:10, "train_loss"], without.history_[:, "train_loss"]
+    )
+    stage = [epoch for epoch in model.history_ if "confident" in epoch]
+    assert len(stage) == 2 == len(model.history_) - 10
+    shares = [epoch["confident"] for epoch in stage]
+    assert shares[0] == pytest.approx(0.5, abs=0.01) and shares[-1] > shares[0]
+    assert not np.allclose(model.transform(X), without.transform(X))
+    assert model.cluster_centers_.shape == (4, model.n_components_)
+    assert np.array_equal(model.predict(X), model.labels_)
+    assert matched_accuracy(y, model.labels_) >= 0.95
+
+
+def test_deepcluster_auto_self_labels_images_only():
+    """self_labelling="auto": a stage for images (one epoch of five here),
+    none for the same pixels as vectors."""
+    X, _ = bar_images((1, 8, 8))
+    params = dict(max_epochs=5, device="cpu", random_state=0)
+    images = DeepClusterEstimator(3, **params).fit(X)
+    assert sum("confident" in epoch for epoch in images.history_) == 1
+    assert images.n_iter_ == 6
+    assert np.array_equal(images.predict(X), images.labels_)
+    vectors = DeepClusterEstimator(3, **params).fit(X.reshape(len(X), -1))
+    assert not any("confident" in epoch for epoch in vectors.history_)
