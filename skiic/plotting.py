@@ -16,6 +16,8 @@ __all__ = ["plot_history"]
 
 _NMI_KEY = "pseudo_label_nmi"
 _NMI_COLOR = "tab:green"
+# Epochs of a self-labelling stage record the share of targets under this key.
+_STAGE_KEY, _STAGE_COLOR = "confident", "0.92"
 
 
 def plot_history(estimator, *, ax=None):
@@ -26,7 +28,9 @@ def plot_history(estimator, *, ax=None):
     ``early_stopping=True``); and for :class:`~skiic.DeepClusterEstimator`,
     ``pseudo_label_nmi``, the NMI between the pseudo-labels of consecutive
     epochs, on a second y-axis on the right (the first epoch has none); each
-    y-axis then takes the colour of its curve.
+    y-axis then takes the colour of its curve. Each curve covers the epochs
+    that record it; the epochs of a self-labelling stage (those that record
+    ``confident``) are shaded and labelled.
 
     Parameters
     ----------
@@ -75,26 +79,35 @@ def plot_history(estimator, *, ax=None):
     plt = import_pyplot("plot_history")
     if ax is None:
         _, ax = plt.subplots()
-    epochs = np.asarray(history[:, "epoch"])
-    ax.plot(epochs, _column(history, "train_loss"), marker=".", label="train_loss")
-    if all("valid_loss" in row for row in history):
+    ax.plot(*_curve(history, "train_loss"), marker=".", label="train_loss")
+    if any("valid_loss" in row for row in history):
         ax.plot(
-            epochs,
-            _column(history, "valid_loss"),
+            *_curve(history, "valid_loss"),
             marker=".",
             color="tab:orange",
             label="valid_loss",
         )
         ax.legend(loc="best")
+    stage = [row["epoch"] for row in history if _STAGE_KEY in row]
+    if stage:
+        ax.axvspan(min(stage) - 0.5, max(stage) + 0.5, color=_STAGE_COLOR, zorder=0)
+        ax.annotate(
+            "self-labelling",
+            xy=(min(stage) - 0.5, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize="small",
+        )
     ax.set(xlabel="epoch", ylabel="training loss")
     axes = [ax]
-    if all(_NMI_KEY in row for row in history):
+    if any(_NMI_KEY in row for row in history):
         # A second y-axis; each axis is coloured like its curve, so no legend
         # is needed (one would hide one of the curves).
         nmi_ax = ax.twinx()
         nmi_ax.plot(
-            epochs,
-            _column(history, _NMI_KEY),
+            *_curve(history, _NMI_KEY),
             marker=".",
             color=_NMI_COLOR,
             label=_NMI_KEY,
@@ -142,9 +155,10 @@ def _find_history(estimator):
     )
 
 
-def _column(history, key):
-    """One per-epoch value of the history as a float array (None -> NaN)."""
-    return np.array(
-        [np.nan if value is None else value for value in history[:, key]],
-        dtype=float,
-    )
+def _curve(history, key):
+    """The epochs that record ``key`` and its values there, as float arrays
+    (None -> NaN)."""
+    rows = [row for row in history if key in row]
+    epochs = np.array([row["epoch"] for row in rows], dtype=float)
+    values = [np.nan if row[key] is None else row[key] for row in rows]
+    return epochs, np.array(values, dtype=float)

@@ -148,6 +148,25 @@ def test_plot_history_deepcluster_draws_the_stability_curve(deepcluster):
     assert loss_ax.get_title() == "DeepClusterEstimator: history_"
 
 
+def test_plot_history_shades_the_self_labelling_stage(blobs):
+    """The stage's epochs have a loss but no NMI: each curve covers the
+    epochs that record it, and the stage is shaded."""
+    X, _ = blobs
+    model = DeepClusterEstimator(
+        3, max_epochs=5, self_labelling=True, device="cpu", random_state=0
+    ).fit(X)
+    loss_ax, nmi_ax = plot_history(model)
+    (loss,) = loss_ax.lines
+    (stability,) = nmi_ax.lines
+    np.testing.assert_array_equal(loss.get_xdata(), [1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(stability.get_xdata(), [1, 2, 3, 4, 5])
+    (shade,) = loss_ax.patches
+    left, right = shade.get_x(), shade.get_x() + shade.get_width()
+    assert (left, right) == pytest.approx((5.5, 6.5))
+    assert [t.get_text() for t in loss_ax.texts] == ["self-labelling"]
+    plt.close(loss_ax.figure)
+
+
 def test_plot_history_iic_and_pipeline_and_given_axes(blobs):
     X, _ = blobs
     pipe = make_pipeline(
