@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _data, _device, _distributed, _engine
+from . import _data, _device, _distributed, _engine, _selflabel
 from ._validation import (
     HasMethods,
     Interval,
@@ -424,6 +424,46 @@ class _BaseDeepClusterer(_BaseDeepEstimator):
 
     def _min_clusters(self):
         return self.n_clusters
+
+    def _train_on_confident(
+        self,
+        module,
+        data,
+        *,
+        logits,
+        augment,
+        epochs,
+        seed,
+        n_samples,
+        device,
+        parallel,
+    ):
+        """The self-labelling stage (:mod:`skiic._selflabel`): ``module``
+        trained for ``epochs`` epochs of ``n_samples`` draws on each
+        cluster's confident samples by ``logits(module, x)``, with views from
+        ``augment``, at a tenth of ``lr``; returns (module, history)."""
+        self._say(
+            parallel,
+            f"self-labelling: {count(epochs, 'epoch')} on the confident samples",
+        )
+        objective = _selflabel.SelfLabelObjective(
+            data,
+            logits=logits,
+            augment=augment,
+            n_clusters=self.n_clusters,
+            epochs=epochs,
+            parallel=parallel,
+        )
+        with _device.forked_rng(seed, device):
+            return self._train(
+                module,
+                objective,
+                n_samples,
+                device,
+                epochs,
+                parallel=parallel,
+                lr=self.lr * _selflabel.LR_FACTOR,
+            )
 
     def _resolve_neighbors(self, n_samples, image_shape):
         """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""

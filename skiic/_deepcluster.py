@@ -15,10 +15,10 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from . import _data, _distributed, _engine, _selflabel
+from . import _data, _distributed, _engine
 from ._base import FitPlan, _BaseDeepClusterer, count, large_images, resolve_max_epochs
 from ._device import forked_rng
-from ._kmeans import assign, kmeans
+from ._kmeans import _sq_distances, assign, kmeans
 from ._validation import Interval, StrOptions
 from .augment import (
     sample_neighbors,
@@ -415,11 +415,6 @@ class DeepClusterEstimator(
         """Train the backbone and the k-means centres on the confident samples
         of each cluster (:mod:`skiic._selflabel`), then re-run k-means from the
         trained centres: (module, clustering, history)."""
-        self._say(
-            parallel,
-            f"self-labelling: {count(plan.self_label_epochs, 'epoch')} on the "
-            "confident samples",
-        )
         classifier = _CentroidClassifier(
             module.to(device).backbone, whitening, clustering.centers
         )
@@ -428,24 +423,17 @@ class DeepClusterEstimator(
         def views(_module, x, _idx, shard):
             return shard(x if augment is None else augment(x))
 
-        objective = _selflabel.SelfLabelObjective(
+        classifier, history = self._train_on_confident(
+            classifier,
             data,
             logits=lambda classifier, x: classifier(x),
             augment=views,
-            n_clusters=self.n_clusters,
             epochs=plan.self_label_epochs,
+            seed=plan.self_label_seed,
+            n_samples=plan.n_draws,
+            device=device,
             parallel=parallel,
         )
-        with forked_rng(plan.self_label_seed, device):
-            classifier, history = self._train(
-                classifier,
-                objective,
-                plan.n_draws,
-                device,
-                plan.self_label_epochs,
-                parallel=parallel,
-                lr=self.lr * _selflabel.LR_FACTOR,
-            )
         module.backbone = classifier.backbone
         features = _features(module.to(device).backbone, data, device, parallel)
         with _clustering_threads(device):
@@ -612,10 +600,9 @@ class _CentroidClassifier(nn.Module):
         self.temperature = temperature
 
     def forward(self, x: Tensor) -> Tensor:
-        z = F.normalize((self.backbone(x).float() - self.mean) @ self.matrix, dim=1)
-        centers = self.centers.float()
-        squared = (z * z).sum(1, keepdim=True) - 2 * z @ centers.T
-        return -(squared + (centers * centers).sum(1)) / self.temperature
+        z = _Whitening(self.mean, self.matrix)(self.backbone(x))
+        squared = _sq_distances(z, (z * z).sum(dim=1), self.centers.float())
+        return -squared / self.temperature
 
 
 def _resolve_self_labelling(self_labelling, max_epochs, *, images):

@@ -525,30 +525,18 @@ class IICClustering(
 
     def _self_label(self, plan, module, data, views, device, parallel):
         """Train the backbone and the selected head on their own confident
-        predictions (:mod:`skiic._selflabel`): (module, history)."""
-        self._say(
-            parallel,
-            f"self-labelling: {count(plan.self_label_epochs, 'epoch')} on the "
-            "confident samples",
-        )
-        objective = _selflabel.SelfLabelObjective(
+        predictions, on the views of :meth:`_Views.strong`: (module, history)."""
+        return self._train_on_confident(
+            module,
             data,
             logits=_predicting_logits,
             augment=views.strong,
-            n_clusters=self.n_clusters,
             epochs=plan.self_label_epochs,
+            seed=plan.self_label_seed,
+            n_samples=data.n_samples,
+            device=device,
             parallel=parallel,
         )
-        with forked_rng(plan.self_label_seed, device):
-            return self._train(
-                module,
-                objective,
-                data.n_samples,
-                device,
-                plan.self_label_epochs,
-                parallel=parallel,
-                lr=self.lr * _selflabel.LR_FACTOR,
-            )
 
     def _train_network(self, module, epochs, data, views, device, parallel):
         """Train ``module`` for ``epochs`` epochs on the IIC objective."""
