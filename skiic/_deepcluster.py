@@ -253,6 +253,11 @@ class DeepClusterEstimator(
     (2, 16)
     >>> model.cluster_centers_.shape
     (3, 16)
+    >>> staged = DeepClusterEstimator(
+    ...     n_clusters=3, max_epochs=10, self_labelling=True, random_state=0
+    ... ).fit(X)
+    >>> staged.n_iter_  # 10 re-clustering epochs, then 2 of self-labelling
+    12
     """
 
     _parameter_constraints: dict = {
