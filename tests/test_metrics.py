@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
@@ -89,6 +90,33 @@ def test_cluster_mapping_pairs_clusters_with_classes():
 def test_cluster_mapping_leaves_extra_clusters_out():
     mapping = cluster_mapping([0, 0, 1, 1], [0, 1, 2, 2])
     assert mapping[2] == 1 and len(mapping) == 2
+
+
+@pytest.mark.parametrize(
+    "as_labels",
+    [
+        lambda v: np.array(v, dtype=object),
+        lambda v: pd.Series(v),
+        lambda v: pd.Categorical(v),
+        lambda v: np.array(v),
+    ],
+    ids=["object", "series", "categorical", "str"],
+)
+def test_cluster_mapping_of_string_labels_in_any_container(as_labels):
+    """Class names as pandas and object arrays hold them (plain Python
+    strings, not numpy scalars) map like a numpy string array."""
+    mapping = cluster_mapping(as_labels(["a", "a", "b", "c"]), [0, 0, 1, 2])
+    assert mapping == {0: "a", 1: "b", 2: "c"}
+    assert all(type(name) is str for name in mapping.values())
+
+
+@pytest.mark.parametrize(
+    "metric", [nmi, matched_accuracy, matched_confusion_matrix, cluster_mapping]
+)
+def test_labels_that_cannot_be_ordered_are_named(metric):
+    mixed = np.array(["a", None, "b", "a"], dtype=object)
+    with pytest.raises(ValueError, match="labels_true mixes labels .*NoneType, str"):
+        metric(mixed, [0, 1, 1, 0])
 
 
 def test_confusion_matrix_puts_matching_on_the_diagonal():

@@ -130,7 +130,7 @@ def cluster_mapping(labels_true, labels_pred):
     table = contingency_matrix(true_idx, pred_idx)
     rows, cols = linear_sum_assignment(table, maximize=True)
     pairs = sorted(zip(cols, rows))
-    return {clusters[c].item(): classes[r].item() for c, r in pairs}
+    return {_python(clusters[c]): _python(classes[r]) for c, r in pairs}
 
 
 def matched_confusion_matrix(
@@ -254,7 +254,23 @@ def _check_labels(labels_true, labels_pred):
             raise ValueError(f"{name} contains NaN or infinity.")
         if labels.dtype.kind == "c":
             raise ValueError(f"{name} is complex; labels must be integers or strings.")
+        if labels.dtype.kind == "O":
+            try:
+                np.unique(labels)
+            except TypeError:
+                kinds = sorted({type(value).__name__ for value in labels})
+                raise ValueError(
+                    f"{name} mixes labels that cannot be ordered "
+                    f"({', '.join(kinds)}); use labels of one type, such as "
+                    "strings or integers."
+                ) from None
     return labels_true, labels_pred
+
+
+def _python(value):
+    """A label as a plain Python value: numpy scalars become int, str, ...;
+    the elements of object arrays already are Python objects."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _matched_first(matched, sizes):
