@@ -215,12 +215,10 @@ def _parser() -> argparse.ArgumentParser:
     from skiic import __version__
 
     parser.add_argument("--version", action="version", version=f"skiic {__version__}")
-    parser.add_argument(
-        "--random-state", type=int, default=0, help="seed of the demo (default 0)"
-    )
-    parser.add_argument(
-        "--device", default="auto", help="torch device of the demo (default auto)"
-    )
+    # --random-state and --device also count before a command: the command's
+    # own options default to SUPPRESS, so they do not overwrite these.
+    parser.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--device", default="auto", help="torch device (default auto)")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     run = commands.add_parser(
@@ -285,10 +283,16 @@ def _parser() -> argparse.ArgumentParser:
         help="training epochs (default auto)",
     )
     run.add_argument(
-        "--random-state", type=int, default=0, metavar="N", help="seed (default 0)"
+        "--random-state",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="seed (default 0)",
     )
     run.add_argument(
-        "--device", default="auto", help="torch device, e.g. cpu or cuda (default auto)"
+        "--device",
+        default=argparse.SUPPRESS,
+        help="torch device, e.g. cpu or cuda (default auto)",
     )
     run.add_argument(
         "--verbose", "-v", action="store_true", help="show training progress per epoch"

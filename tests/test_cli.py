@@ -206,6 +206,27 @@ def test_demo_is_the_default_command(monkeypatch, capsys):
     ]
 
 
+@pytest.mark.parametrize(
+    "argv, seed, device",
+    [
+        (["cluster", "X.npy", "-k", "3"], 0, "auto"),
+        (["--random-state", "5", "--device", "cpu", "cluster", "X.npy", "-k", "3"],
+         5, "cpu"),
+        (["cluster", "X.npy", "-k", "3", "--random-state", "7", "--device", "cpu"],
+         7, "cpu"),
+        (["--random-state", "5", "cluster", "X.npy", "-k", "3", "--random-state", "7"],
+         7, "auto"),
+    ],
+)  # fmt: skip
+def test_seed_and_device_count_before_and_after_the_command(argv, seed, device):
+    """``skiic --random-state 5 cluster ...`` used to fit with seed 0: the
+    command's defaults overwrote the options given before it."""
+    from skiic._cli import _parser
+
+    args = _parser().parse_args(argv)
+    assert (args.random_state, args.device) == (seed, device)
+
+
 def test_python_m_skiic_help():
     result = subprocess.run(
         [sys.executable, "-m", "skiic", "cluster", "--help"],
