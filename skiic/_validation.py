@@ -80,7 +80,9 @@ def check_input(estimator, X, *, reset):
     given_shape = None
     if isinstance(X, np.ndarray) and X.ndim in (3, 4):
         given_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
-        X = X.reshape(X.shape[0], -1)
+        # Not reshape(n, -1): numpy cannot infer -1 for zero samples, and
+        # validate_data should report the empty array in its own words.
+        X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
     elif isinstance(X, np.ndarray) and X.ndim > 4:
         raise ValueError(
             f"X must be 2-D (n_samples, n_features), 3-D (n_samples, H, W) or 4-D "

@@ -316,20 +316,35 @@ def feature_width(backbone: nn.Module, sample_shape: Sequence[int]) -> int:
     3
     """
     width = getattr(backbone, "out_features", None)
-    if isinstance(width, int):
+    if isinstance(backbone, (MLPBackbone, ConvBackbone)):
         return width
+    # Any other module (a user's): a dry run checks that it takes the input
+    # and measures its width, even when it has an out_features (nn.Linear).
+    shape = "x".join(map(str, sample_shape))
     was_training = backbone.training
     backbone.eval()
     try:
         device = next(backbone.parameters()).device
     except StopIteration:
         device = torch.device("cpu")
-    out = backbone(torch.zeros(2, *sample_shape, device=device))
-    backbone.train(was_training)
-    if out.ndim != 2:
+    try:
+        out = backbone(torch.zeros(2, *sample_shape, device=device))
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise ValueError(
-            "A custom module must map a batch of samples to (n_samples, width); "
-            f"it returned shape {tuple(out.shape)}."
+            f"The custom module could not take a batch of samples of shape "
+            f"{shape}, the input it will be trained on: {exc}"
+        ) from exc
+    finally:
+        backbone.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        got = (
+            f"shape {tuple(out.shape)}"
+            if isinstance(out, torch.Tensor)
+            else f"a {type(out).__name__}"
+        )
+        raise ValueError(
+            "A custom module must map a batch of samples to one tensor of shape "
+            f"(n_samples, width); it returned {got}."
         )
     return int(out.shape[1])
 

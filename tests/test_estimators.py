@@ -204,6 +204,35 @@ def test_custom_module_is_copied_not_trained_in_place(case, blobs):
     assert any(not torch.equal(trained[key], before[key]) for key in before)
 
 
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        (
+            nn.Linear(2, 16),
+            "could not take a batch of samples of shape 3, the input .*: mat1",
+        ),
+        (
+            nn.LSTM(3, 8),
+            r"one tensor of shape \(n_samples, width\); it returned a tuple",
+        ),
+        (nn.Identity(), None),
+    ],
+    ids=["wrong-width", "tuple", "identity"],
+)
+def test_custom_module_that_cannot_take_the_input_is_named(
+    case, blobs, module, message
+):
+    """A user's module is tried on the training input before training: a
+    wrong input width (even with nn.Linear's out_features) or a tuple output
+    is a ValueError that says so, not a torch error from inside training."""
+    X, _ = blobs
+    if message is None:  # the check passes a module that does take the input
+        case.make(module=module).fit(X)
+        return
+    with pytest.raises(ValueError, match=message):
+        case.make(module=module).fit(X)
+
+
 def test_same_seed_same_result_and_global_rng_untouched(case, blobs):
     X, _ = blobs
     state = torch.random.get_rng_state()
@@ -308,6 +337,8 @@ def test_image_shape_change_at_predict(case):
     for method in case.methods(model):
         with pytest.raises(ValueError, match=r"fitted on images of shape \(1, 8, 8\)"):
             getattr(model, method)(X.reshape(len(X), 1, 4, 16))
+        with pytest.raises(ValueError, match="0 sample"):
+            getattr(model, method)(X[:0])
 
 
 def test_input_shape_must_match_the_features(case):
