@@ -10,13 +10,15 @@ for divergence; :func:`infer` applies a trained network to host arrays.
 from __future__ import annotations
 
 import math
+import re
+import sys
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
 from skorch.history import History
 from torch import Tensor, nn
 
@@ -59,6 +61,25 @@ class Objective(nn.Module):
         """Called after each epoch's batches, before the callbacks log the epoch."""
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _PrintLog(PrintLog):
+    """skorch's per-epoch table, its colours left out when stdout is not a
+    terminal (a log file or a pipe would get the escape codes as text)."""
+
+    def format_row(self, row, key, color):
+        text = super().format_row(row, key, color)
+        if isinstance(text, str) and not _is_terminal(sys.stdout):
+            text = _ANSI_ESCAPE.sub("", text)
+        return text
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 class Trainer(NeuralNet):
     """skorch ``NeuralNet`` that trains an :class:`Objective` on device-resident data.
 
@@ -82,6 +103,13 @@ class Trainer(NeuralNet):
         self.n_samples = n_samples
         self.amp_dtype = amp_dtype
         self.parallel = parallel
+
+    @property
+    def _default_callbacks(self):
+        return [
+            (name, _PrintLog() if name == "print_log" else callback)
+            for name, callback in super()._default_callbacks
+        ]
 
     # data: indices on the device instead of a Dataset / DataLoader
     def get_split_datasets(self, X, y=None, **fit_params):

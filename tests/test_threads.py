@@ -108,6 +108,18 @@ def test_verbose_says_what_the_fit_does_before_training(cls, X, capsys):
         assert lines[1] == "[skiic] searching the 10 nearest neighbours of 90 samples"
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_epoch_table_is_coloured_only_on_a_terminal(X, capsys, monkeypatch, terminal):
+    """A log file or a pipe gets the per-epoch table without ANSI escapes."""
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal, raising=False)
+    IICClustering(3, max_epochs=4, device="cpu", n_threads=1, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "iic_loss" in out and "train_loss" in out
+    assert ("\x1b[" in out) == terminal
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_cpu_fits_convolutions_channels_last(cls):
     """On the CPU the image networks train and predict in the NHWC layout
