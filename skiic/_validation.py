@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -171,6 +172,8 @@ def _check_memmap(estimator, X, *, reset):
 def check_image_shape(input_shape, given_shape, n_features):
     """Reconcile the ``input_shape`` parameter with the shape of ``X`` at fit."""
     if input_shape is None:
+        if given_shape is not None:
+            _warn_if_channels_last(given_shape, "The images in X have shape")
         return given_shape
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(isinstance(s, Integral) and s > 0 for s in shape):
@@ -189,7 +192,24 @@ def check_image_shape(input_shape, given_shape, n_features):
             f"input_shape={shape} describes {int(np.prod(shape))} values per sample, "
             f"but X has {n_features} features."
         )
+    if given_shape is None:
+        _warn_if_channels_last(shape, "input_shape is")
     return shape
+
+
+def _warn_if_channels_last(shape, what):
+    """Warn when (C, H, W) looks like channels-last (H, W, C) images: a width
+    of 1, 3 or 4 pixels under more than 4 "channels" and rows."""
+    channels, height, width = shape
+    if width in (1, 3, 4) and channels > 4 and height > 4:
+        warnings.warn(
+            f"{what} (C, H, W) = {shape}: {channels} channels of {height}x{width} "
+            f"pixels. If they are channels-last (H, W, C) images, as many image "
+            "libraries store them, move the channels first "
+            "(np.moveaxis(X, -1, 1) on (n, H, W, C) arrays) and fit again.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def check_n_samples(estimator, X, n_clusters=None):

@@ -341,6 +341,21 @@ def test_image_shape_change_at_predict(case):
             getattr(model, method)(X[:0])
 
 
+def test_channels_last_images_are_pointed_out(case):
+    """(n, H, W, C) arrays, as image libraries store them, would be read as C
+    = H channels of W pixels: a warning says so and how to fix it, for 4-D X
+    and for input_shape; channels-first images fit without one."""
+    X = square_images()
+    last = np.ascontiguousarray(X.transpose(0, 2, 3, 1))  # (n, 8, 8, 1)
+    with pytest.warns(UserWarning, match=r"\(8, 8, 1\): 8 channels of 8x1 .*moveaxis"):
+        case.make().fit(last)
+    with pytest.warns(UserWarning, match=r"input_shape is \(C, H, W\) = \(8, 8, 1\)"):
+        case.make(input_shape=(8, 8, 1)).fit(last.reshape(len(X), -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        case.make().fit(X)
+
+
 def test_input_shape_must_match_the_features(case):
     X = np.random.default_rng(0).random((20, 64))
     with pytest.raises(ValueError, match="input_shape=.* describes 49 values"):
