@@ -131,9 +131,9 @@ class IICClustering(
         Vectors are projected on this many principal axes (computed at fit
         on at most 50,000 of the scaled samples) before the network; the
         neighbour search and the adversarial views work in the projection.
-        ``None`` keeps every feature. ``"auto"``: 50 (or the number of
-        samples, if fewer) for vectors of 100 features or more (flattened
-        images such as MNIST's 784 pixels), else ``None`` (see
+        ``None`` keeps every feature. ``"auto"``: 50 (or one less than the
+        number of samples, if fewer) for vectors of 100 features or more
+        (flattened images such as MNIST's 784 pixels), else ``None`` (see
         :ref:`iic_why_the_defaults`). Images keep their pixels.
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
@@ -325,9 +325,10 @@ class IICClustering(
         n_components = self.pca_components
         if n_components == "auto":
             wide = image_shape is None and X.shape[1] >= _AUTO_PCA_FROM
-            # Fewer samples than axes (a small fold of wide data): as many
-            # axes as samples.
-            n_components = min(_AUTO_PCA_COMPONENTS, X.shape[0]) if wide else None
+            # Fewer samples than axes (a small fold of wide data): the n - 1
+            # axes that centred samples span (an n-th would be noise).
+            n_axes = min(_AUTO_PCA_COMPONENTS, max(1, X.shape[0] - 1))
+            n_components = n_axes if wide else None
         if n_components is None:
             return scaling
         if image_shape is not None:

@@ -145,7 +145,7 @@ def _check_memmap(estimator, X, *, reset):
     if X.ndim in (3, 4):
         given_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
     if X.ndim >= 2:
-        X = X.reshape(X.shape[0], -1)
+        X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))  # -1 fails for n=0
     if X.dtype.kind not in "biuf":
         raise ValueError(
             f"A memmap X must hold real numbers; got dtype {X.dtype}. Convert it "

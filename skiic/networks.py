@@ -10,6 +10,7 @@ The decoders (:class:`MLPDecoder`, :class:`ConvDecoder`, picked by
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -299,7 +300,13 @@ def make_backbone(
 
 @torch.no_grad()
 def feature_width(backbone: nn.Module, sample_shape: Sequence[int]) -> int:
-    """Width of a backbone's output, read from ``out_features`` or a dry run.
+    """Width of a backbone's output, measured by a dry run.
+
+    The backbone maps two zero samples in eval mode (no gradients, BatchNorm
+    statistics untouched), which also checks that it takes samples of
+    ``sample_shape`` and returns one ``(n, width)`` tensor: a module given as
+    ``module=`` that does not gets a ``ValueError`` that says so, before any
+    training.
 
     Parameters
     ----------
@@ -315,24 +322,20 @@ def feature_width(backbone: nn.Module, sample_shape: Sequence[int]) -> int:
     >>> feature_width(nn.Sequential(nn.Linear(8, 3)), (8,))
     3
     """
-    width = getattr(backbone, "out_features", None)
-    if isinstance(backbone, (MLPBackbone, ConvBackbone)):
-        return width
-    # Any other module (a user's): a dry run checks that it takes the input
-    # and measures its width, even when it has an out_features (nn.Linear).
     shape = "x".join(map(str, sample_shape))
     was_training = backbone.training
     backbone.eval()
-    try:
-        device = next(backbone.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
+    tensors = itertools.chain(backbone.parameters(), backbone.buffers())
+    device = next(tensors, torch.zeros(0)).device
     try:
         out = backbone(torch.zeros(2, *sample_shape, device=device))
+    except torch.cuda.OutOfMemoryError:
+        raise
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise ValueError(
-            f"The custom module could not take a batch of samples of shape "
-            f"{shape}, the input it will be trained on: {exc}"
+            f"The module could not take a batch of samples of shape {shape}, "
+            "the input it will be trained on (images as (C, H, W); vectors "
+            f"after any pca_components projection): {exc}"
         ) from exc
     finally:
         backbone.train(was_training)

@@ -21,6 +21,7 @@ from torch import nn
 
 from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
 from skiic.exceptions import TrainingError
+from skiic.networks import MLPBackbone
 
 # Every method that takes samples (score included); each estimator has a subset.
 SAMPLE_METHODS = ("predict", "predict_proba", "transform", "score")
@@ -215,9 +216,10 @@ def test_custom_module_is_copied_not_trained_in_place(case, blobs):
             nn.LSTM(3, 8),
             r"one tensor of shape \(n_samples, width\); it returned a tuple",
         ),
+        (MLPBackbone(5), "could not take a batch of samples of shape 3"),
         (nn.Identity(), None),
     ],
-    ids=["wrong-width", "tuple", "identity"],
+    ids=["wrong-width", "tuple", "skiic-backbone", "identity"],
 )
 def test_custom_module_that_cannot_take_the_input_is_named(
     case, blobs, module, message

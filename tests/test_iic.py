@@ -318,11 +318,12 @@ def test_wide_vectors_train_on_their_principal_axes(n_features, width):
 
 def test_auto_projection_of_fewer_samples_than_axes():
     """Wide data with fewer samples than the 50 axes of "auto" (a small
-    cross-validation fold): as many axes as samples, not an error."""
+    cross-validation fold): the 29 axes that 30 centred samples span, not an
+    error."""
     X, _ = _wide_blobs()
     X = X[:30]
     model = IICClustering(3, **dict(FAST, max_epochs=1, n_heads=1)).fit(X)
-    assert model._projection.shape == (120, 30)
+    assert model._projection.shape == (120, 29)
     assert model.predict(X).shape == (30,)
     # an explicit number of axes beyond the data is still refused
     with pytest.raises(ValueError, match="pca_components=40 is more than"):

@@ -155,6 +155,14 @@ def test_memmap_with_nan_is_rejected(tmp_path):
         )
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (0, 8, 8), (0, 1, 8, 8)])
+def test_empty_memmap_is_rejected_by_name(tmp_path, shape):
+    np.save(tmp_path / "empty.npy", np.zeros(shape, dtype=np.float32))
+    X = np.load(tmp_path / "empty.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match="0 sample"):
+        IICClustering(3, **FAST).fit(X)
+
+
 @pytest.mark.parametrize("early_stopping", [False, True], ids=["plain", "early-stop"])
 def test_autoencoder_streaming_gives_the_resident_result(early_stopping):
     """Training batches and the held-out error go through the stream."""
