@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,7 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         stderr), 1 when training fails.
     """
     args = _parser().parse_args(argv)
-    return _run(cluster if args.command == "cluster" else _demo, args)
+    with warnings.catch_warnings():
+        # Warnings as one line each, like the errors, without a Python source
+        # location (that of the runner, not of anything the user wrote).
+        warnings.showwarning = _show_warning
+        return _run(cluster if args.command == "cluster" else _demo, args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    text = " ".join(str(message).split())
+    print(f"skiic: warning: {text}", file=sys.stderr if file is None else file)
 
 
 def demo(random_state: int = 0, device: str = "auto", out=None) -> list[dict]:
@@ -217,8 +227,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skiic {__version__}")
     # --random-state and --device also count before a command: the command's
     # own options default to SUPPRESS, so they do not overwrite these.
-    parser.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--device", default="auto", help="torch device (default auto)")
+    parser.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the demo, or of a command given after it (default 0)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device of the demo, or of a command given after it (default auto)",
+    )
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     run = commands.add_parser(
@@ -354,7 +374,9 @@ def _image_shape(X, input_shape):
 
     given_shape = {3: (1, *X.shape[1:]), 4: tuple(X.shape[1:])}.get(X.ndim)
     n_features = int(np.prod(X.shape[1:]))
-    return check_image_shape(input_shape, given_shape, n_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit warns again, once is enough
+        return check_image_shape(input_shape, given_shape, n_features)
 
 
 def _positive_int(text: str) -> int:

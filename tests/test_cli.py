@@ -227,6 +227,22 @@ def test_seed_and_device_count_before_and_after_the_command(argv, seed, device):
     assert (args.random_state, args.device) == (seed, device)
 
 
+def test_warnings_are_one_line_each_on_stderr(capsys, tmp_path):
+    """A channels-last looking image file: one 'skiic: warning:' line (not
+    Python's file:line form, and not twice), and the clustering still runs."""
+    images = np.random.default_rng(0).random((40, 8, 8, 3)).astype(np.float32)
+    np.save(tmp_path / "hwc.npy", images)
+    status, stdout, stderr = run(
+        capsys, "cluster", tmp_path / "hwc.npy", "-k", 2, *FAST
+    )
+    assert status == 0, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("skiic: warning: The images in X have shape")
+    assert "np.moveaxis" in lines[0]
+    assert "2 clusters found" in stdout
+
+
 def test_python_m_skiic_help():
     result = subprocess.run(
         [sys.executable, "-m", "skiic", "cluster", "--help"],
