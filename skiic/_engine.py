@@ -10,6 +10,7 @@ for divergence; :func:`infer` applies a trained network to host arrays.
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import warnings
@@ -65,17 +66,26 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _PrintLog(PrintLog):
-    """skorch's per-epoch table, its colours left out when stdout is not a
-    terminal (a log file or a pipe would get the escape codes as text)."""
+    """skorch's per-epoch table, its colours left out where they would show
+    as escape codes (a log file or a pipe): see :func:`_colours`."""
 
     def format_row(self, row, key, color):
         text = super().format_row(row, key, color)
-        if isinstance(text, str) and not _is_terminal(sys.stdout):
+        if isinstance(text, str) and not _colours(sys.stdout):
             text = _ANSI_ESCAPE.sub("", text)
         return text
 
 
-def _is_terminal(stream) -> bool:
+def _colours(stream) -> bool:
+    """Whether to colour text for ``stream``: ``NO_COLOR`` or ``FORCE_COLOR``
+    (https://no-color.org) decide when set, else terminals and Jupyter
+    notebooks (whose output renders the codes) get colours."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 

@@ -114,9 +114,27 @@ def test_cluster_mapping_of_string_labels_in_any_container(as_labels):
     "metric", [nmi, matched_accuracy, matched_confusion_matrix, cluster_mapping]
 )
 def test_labels_that_cannot_be_ordered_are_named(metric):
-    mixed = np.array(["a", None, "b", "a"], dtype=object)
-    with pytest.raises(ValueError, match="labels_true mixes labels .*NoneType, str"):
+    mixed = np.array(["a", 1, "b", "a"], dtype=object)
+    with pytest.raises(ValueError, match=r"labels_true mixes labels .*\(int, str\)"):
         metric(mixed, [0, 1, 1, 0])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pd.Series(["a", "a", np.nan, "b"]),
+        pd.Categorical(["a", "a", None, "b"]),
+        np.array([1.0, 1.0, np.nan, 2.0], dtype=object),
+        pd.array(["a", "a", pd.NA, "b"], dtype="string"),
+    ],
+    ids=["series-nan", "categorical-none", "object-nan", "string-na"],
+)
+@pytest.mark.parametrize("metric", [nmi, matched_accuracy, cluster_mapping])
+def test_missing_labels_are_named(metric, labels):
+    """Missing class labels are an error that says so, not a cluster of
+    their own nor a complaint about mixed types."""
+    with pytest.raises(ValueError, match="labels_true contains missing labels"):
+        metric(labels, [0, 0, 1, 1])
 
 
 def test_confusion_matrix_puts_matching_on_the_diagonal():

@@ -108,16 +108,31 @@ def test_verbose_says_what_the_fit_does_before_training(cls, X, capsys):
         assert lines[1] == "[skiic] searching the 10 nearest neighbours of 90 samples"
 
 
-@pytest.mark.parametrize("terminal", [False, True])
-def test_epoch_table_is_coloured_only_on_a_terminal(X, capsys, monkeypatch, terminal):
-    """A log file or a pipe gets the per-epoch table without ANSI escapes."""
+@pytest.mark.parametrize(
+    "terminal, env, coloured",
+    [
+        (False, {}, False),
+        (True, {}, True),
+        (True, {"NO_COLOR": "1"}, False),
+        (False, {"FORCE_COLOR": "1"}, True),
+    ],
+)
+def test_epoch_table_is_coloured_only_on_a_terminal(
+    X, capsys, monkeypatch, terminal, env, coloured
+):
+    """A log file or a pipe gets the per-epoch table without ANSI escapes;
+    NO_COLOR and FORCE_COLOR decide when set."""
     import sys
 
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal, raising=False)
     IICClustering(3, max_epochs=4, device="cpu", n_threads=1, verbose=1).fit(X)
     out = capsys.readouterr().out
     assert "iic_loss" in out and "train_loss" in out
-    assert ("\x1b[" in out) == terminal
+    assert ("\x1b[" in out) == coloured
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)

@@ -255,6 +255,13 @@ def _check_labels(labels_true, labels_pred):
         if labels.dtype.kind == "c":
             raise ValueError(f"{name} is complex; labels must be integers or strings.")
         if labels.dtype.kind == "O":
+            missing = [_is_missing(value) for value in labels]
+            if any(missing):
+                raise ValueError(
+                    f"{name} contains missing labels (None, NaN or pd.NA) at "
+                    f"{sum(missing)} of {len(labels)} positions; drop those "
+                    "samples or give them a label of their own."
+                )
             try:
                 np.unique(labels)
             except TypeError:
@@ -265,6 +272,16 @@ def _check_labels(labels_true, labels_pred):
                     "strings or integers."
                 ) from None
     return labels_true, labels_pred
+
+
+def _is_missing(value) -> bool:
+    """None, NaN, or pandas' NA (which is neither equal nor unequal to itself)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
 
 
 def _python(value):
