@@ -79,16 +79,8 @@ def check_input(estimator, X, *, reset):
     if hasattr(X, "shape") and getattr(X, "ndim", 2) in (3, 4) and not _is_sparse(X):
         X = np.asarray(X)
     given_shape = None
-    if isinstance(X, np.ndarray) and X.ndim in (3, 4):
-        given_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
-        # Not reshape(n, -1): numpy cannot infer -1 for zero samples, and
-        # validate_data should report the empty array in its own words.
-        X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
-    elif isinstance(X, np.ndarray) and X.ndim > 4:
-        raise ValueError(
-            f"X must be 2-D (n_samples, n_features), 3-D (n_samples, H, W) or 4-D "
-            f"(n_samples, C, H, W); got an array with {X.ndim} dimensions."
-        )
+    if isinstance(X, np.ndarray):
+        X, given_shape = _flatten_images(X)
     X = validate_data(
         estimator,
         X,
@@ -99,6 +91,22 @@ def check_input(estimator, X, *, reset):
     image_shape = _image_shape(estimator, given_shape, X.shape[1], reset)
     _check_float32_range(X)
     return np.ascontiguousarray(X, dtype=np.float32), image_shape
+
+
+def _flatten_images(X):
+    """(n, H, W) and (n, C, H, W) arrays as flat (n, C*H*W) views, with their
+    ``(C, H, W)``; other arrays unchanged, with ``None``; more than 4-D rejected."""
+    if X.ndim > 4:
+        raise ValueError(
+            f"X must be 2-D (n_samples, n_features), 3-D (n_samples, H, W) or 4-D "
+            f"(n_samples, C, H, W); got an array with {X.ndim} dimensions."
+        )
+    if X.ndim not in (3, 4):
+        return X, None
+    shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
+    # Not reshape(n, -1): numpy cannot infer -1 for zero samples, and
+    # validate_data should report the empty array in its own words.
+    return X.reshape(X.shape[0], int(np.prod(shape))), shape
 
 
 def _check_float32_range(X):
@@ -136,16 +144,7 @@ def _check_memmap(estimator, X, *, reset):
     The samples are returned as a flat memmap view in their stored dtype; the
     estimators scale and convert them batch by batch on the device.
     """
-    if X.ndim > 4:
-        raise ValueError(
-            f"X must be 2-D (n_samples, n_features), 3-D (n_samples, H, W) or 4-D "
-            f"(n_samples, C, H, W); got an array with {X.ndim} dimensions."
-        )
-    given_shape = None
-    if X.ndim in (3, 4):
-        given_shape = (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
-    if X.ndim >= 2:
-        X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))  # -1 fails for n=0
+    X, given_shape = _flatten_images(X)
     if X.dtype.kind not in "biuf":
         raise ValueError(
             f"A memmap X must hold real numbers; got dtype {X.dtype}. Convert it "
