@@ -3,8 +3,9 @@
 Everything here works on whole batches at once (no Python loop over samples)
 and draws its random numbers from torch's generator on the batch's device.
 
-* Images: :func:`random_affine` (rotation, scale, shear, translation through one
-  ``affine_grid``/``grid_sample`` call), brightness and contrast jitter,
+* Images: :func:`random_affine` (rotation, scale, shear, translation and an
+  optional elastic distortion through one ``affine_grid``/``grid_sample``
+  call), brightness and contrast jitter,
   additive noise and optional binarisation, composed by
   :class:`ImageAugmentation`.
 * Vectors: :class:`VirtualAdversarial` moves each sample in the direction
@@ -53,6 +54,7 @@ def random_affine(
     scale: tuple[float, float] = (0.9, 1.1),
     shear: float = 10.0,
     translation: float = 0.1,
+    elastic: float = 0.0,
 ) -> Tensor:
     """Apply an independent random affine transform to every image of a batch.
 
@@ -68,6 +70,12 @@ def random_affine(
         Largest horizontal shear, in degrees, either way.
     translation : float, default=0.1
         Largest shift, as a fraction of the image side, in each direction.
+    elastic : float, default=0.0
+        Strength of a smooth random (elastic) distortion on top of the affine
+        transform: each image's displacement field, drawn at 4x4 control
+        points and interpolated bicubically, has a root-mean-square length of
+        ``elastic`` times the image side. ``0`` turns it off and draws no
+        random numbers for it.
 
     Returns
     -------
@@ -85,6 +93,8 @@ def random_affine(
     >>> same = random_affine(x, rotation=0, scale=(1, 1), shear=0, translation=0)
     >>> bool(torch.allclose(same, x, atol=1e-5))
     True
+    >>> random_affine(x, elastic=0.05).shape
+    torch.Size([2, 3, 16, 16])
     """
     n = images.shape[0]
     device = images.device
@@ -106,9 +116,43 @@ def random_affine(
     grid = F.affine_grid(
         theta.to(images.dtype), list(images.shape), align_corners=False
     )
+    if elastic:
+        grid = grid + _elastic_field(n, images.shape[-2:], elastic, device).to(
+            grid.dtype
+        )
     return F.grid_sample(
         images, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
+
+
+def _check_non_negative(name: str, value, upper: float | None = None) -> None:
+    ok = (
+        isinstance(value, Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+        and (upper is None or value <= upper)
+    )
+    if not ok:
+        bound = "" if upper is None else f" at most {upper:g}"
+        raise ValueError(f"{name} must be a non-negative number{bound}; got {value!r}.")
+
+
+_ELASTIC_POINTS = 4
+
+
+def _elastic_field(n: int, size, strength: float, device) -> Tensor:
+    """Smooth random displacements (n, H, W, 2) in ``grid_sample`` coordinates.
+
+    Gaussian displacements at 4x4 control points, interpolated bicubically to
+    the image and scaled so that each image's field has a root-mean-square
+    length of ``strength`` times the image side (2 in grid coordinates).
+    """
+    coarse = torch.randn(n, 2, _ELASTIC_POINTS, _ELASTIC_POINTS, device=device)
+    field = F.interpolate(coarse, size=tuple(size), mode="bicubic", align_corners=True)
+    rms = field.pow(2).sum(dim=1).mean(dim=(1, 2)).sqrt().clamp_min(1e-12)
+    field = field * (2 * strength / rms).view(n, 1, 1, 1)
+    return field.permute(0, 2, 3, 1)
 
 
 class ImageAugmentation(_Settings):
@@ -128,6 +172,10 @@ class ImageAugmentation(_Settings):
         Largest shear in degrees.
     translation : float, default=0.1
         Largest shift as a fraction of the image side.
+    elastic : float, default=0.0
+        Strength of a smooth random distortion of each image (the
+        root-mean-square displacement, as a fraction of the image side; see
+        :func:`random_affine`); ``0`` turns it off.
     brightness : float, default=0.1
         Largest additive brightness change.
     contrast : float, default=0.1
@@ -157,7 +205,31 @@ class ImageAugmentation(_Settings):
         contrast: float = 0.1,
         noise: float = 0.05,
         binarize: float = 0.0,
+        elastic: float = 0.0,
     ) -> None:
+        for name, value in (
+            ("rotation", rotation),
+            ("shear", shear),
+            ("translation", translation),
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("noise", noise),
+            ("elastic", elastic),
+        ):
+            _check_non_negative(name, value)
+        _check_non_negative("binarize", binarize, upper=1.0)
+        if (
+            not isinstance(scale, Sequence)
+            or len(scale) != 2
+            or not all(
+                isinstance(v, Real) and math.isfinite(v) and v > 0 for v in scale
+            )
+            or scale[0] > scale[1]
+        ):
+            raise ValueError(
+                "scale must be a pair (low, high) of positive numbers with "
+                f"low <= high; got {scale!r}."
+            )
         self.rotation = rotation
         self.scale = scale
         self.shear = shear
@@ -166,6 +238,7 @@ class ImageAugmentation(_Settings):
         self.contrast = contrast
         self.noise = noise
         self.binarize = binarize
+        self.elastic = elastic
 
     def __call__(self, images: Tensor) -> Tensor:
         """Return an augmented copy of ``images`` (n, C, H, W)."""
@@ -175,6 +248,7 @@ class ImageAugmentation(_Settings):
             scale=tuple(self.scale),
             shear=self.shear,
             translation=self.translation,
+            elastic=self.elastic,
         )
         n, device = images.shape[0], images.device
         uniform = _uniform_like(n, device)
@@ -214,6 +288,8 @@ class VectorAugmentation(_Settings):
     """
 
     def __init__(self, noise: float = 0.1, mask: float = 0.1) -> None:
+        _check_non_negative("noise", noise)
+        _check_non_negative("mask", mask, upper=1.0)
         self.noise = noise
         self.mask = mask
 

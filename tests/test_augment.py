@@ -1,11 +1,18 @@
-"""Second views: virtual adversarial perturbations and neighbour distances."""
+"""Second views: image transforms, virtual adversarial perturbations and neighbours."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from skiic.augment import VirtualAdversarial, kl_divergence, nearest_neighbors
+from skiic.augment import (
+    ImageAugmentation,
+    VectorAugmentation,
+    VirtualAdversarial,
+    kl_divergence,
+    nearest_neighbors,
+    random_affine,
+)
 
 
 def test_nearest_neighbors_distances_match_sklearn():
@@ -133,3 +140,75 @@ def test_perturbation_leaves_batchnorm_running_statistics_alone():
     VirtualAdversarial().perturb(Heads().train(), x, torch.ones(16))
     assert all(torch.equal(a, b) for a, b in zip(kept, running()))
     assert net.training
+
+
+def _coordinate_images(n, size=48):
+    """Images whose two channels hold the x and the y grid coordinate."""
+    axis = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x, y]).expand(n, 2, size, size).contiguous()
+
+
+@pytest.mark.parametrize("strength", [0.02, 0.05])
+def test_elastic_displacement_has_the_requested_length_and_is_smooth(strength):
+    torch.manual_seed(0)
+    images = _coordinate_images(16)
+    moved = random_affine(
+        images, rotation=0, scale=(1, 1), shear=0, translation=0, elastic=strength
+    )
+    # each pixel now holds the coordinate it was sampled from: the difference
+    # is its displacement (in grid units, where the image side is 2)
+    shift = (moved - images)[:, :, 8:-8, 8:-8]  # away from the clamped border
+    rms = shift.pow(2).sum(dim=1).mean(dim=(1, 2)).sqrt() / 2
+    assert torch.allclose(rms, torch.full_like(rms, strength), rtol=0.35)
+    step = (shift[..., 1:] - shift[..., :-1]).abs().mean()
+    assert step < 0.25 * shift.abs().mean()  # white noise: about 1.1
+    # every image gets its own field
+    assert not torch.allclose(moved[0], moved[1])
+
+
+def test_elastic_off_draws_nothing_and_changes_nothing():
+    images = torch.rand(4, 1, 12, 12)
+    torch.manual_seed(3)
+    plain = ImageAugmentation()(images)
+    after_plain = torch.rand(1)
+    torch.manual_seed(3)
+    off = ImageAugmentation(elastic=0.0)(images)
+    assert torch.equal(plain, off) and torch.equal(torch.rand(1), after_plain)
+    torch.manual_seed(3)
+    assert not torch.allclose(ImageAugmentation(elastic=0.05)(images), plain)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(rotation=-5), "rotation must be a non-negative number"),
+        (dict(elastic=float("inf")), "elastic must be a non-negative number"),
+        (dict(noise="0.1"), "noise must be a non-negative number"),
+        (dict(binarize=1.5), "binarize must be a non-negative number at most 1"),
+        (dict(scale=(1.1, 0.9)), r"scale must be a pair \(low, high\)"),
+        (dict(scale=(0, 1)), r"scale must be a pair \(low, high\)"),
+        (dict(scale=1.0), r"scale must be a pair \(low, high\)"),
+    ],
+)
+def test_invalid_image_augmentation(params, message):
+    with pytest.raises(ValueError, match=message):
+        ImageAugmentation(**params)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(noise=-0.1), "noise must be a non-negative number"),
+        (dict(mask=1.2), "mask must be a non-negative number at most 1"),
+    ],
+)
+def test_invalid_vector_augmentation(params, message):
+    with pytest.raises(ValueError, match=message):
+        VectorAugmentation(**params)
+
+
+def test_image_augmentation_repr_keeps_the_signature_order():
+    text = repr(ImageAugmentation(elastic=0.05))
+    assert text.endswith("binarize=0.0, elastic=0.05)")
+    assert ImageAugmentation(elastic=0.05) != ImageAugmentation()
