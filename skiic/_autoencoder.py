@@ -128,7 +128,8 @@ class AutoEncoderEmbedder(
         Seeds the initialisation, the batches, the augmentations and the
         validation split. Runs on the CPU with the same seed are identical.
     verbose : int, default=0
-        Show a progress bar and a table of per-epoch losses when positive.
+        When positive, print what the fit is doing and a table of per-epoch
+        losses, with a per-batch progress bar in a terminal or a notebook.
 
     Attributes
     ----------

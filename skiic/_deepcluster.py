@@ -170,7 +170,8 @@ class DeepClusterEstimator(
         Seeds initialisation, k-means, sampling and augmentation. Runs on the
         CPU with the same seed are identical.
     verbose : int, default=0
-        Show a progress bar and a table of per-epoch losses when positive.
+        When positive, print what the fit is doing and a table of per-epoch
+        losses, with a per-batch progress bar in a terminal or a notebook.
 
     Attributes
     ----------

@@ -84,6 +84,13 @@ def _colours(stream) -> bool:
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
+    return _interactive(stream)
+
+
+def _interactive(stream) -> bool:
+    """Whether ``stream`` is a terminal or a Jupyter notebook's output, where
+    a progress bar redraws in place (in a log file or a pipe every redraw
+    would stay, as a line of carriage returns)."""
     if type(stream).__module__.startswith("ipykernel"):
         return True
     isatty = getattr(stream, "isatty", None)
@@ -240,12 +247,13 @@ def train(
     """Train ``module`` on ``objective`` and return it (on the CPU) with its history.
 
     The caller seeds torch (:func:`forked_rng`) and has put the objective's data
-    on ``device``. ``verbose`` adds a progress bar and a per-epoch log table.
+    on ``device``. ``verbose`` adds a per-epoch log table, and a per-batch
+    progress bar where standard error is a terminal or a notebook.
     With a ``parallel`` context (:mod:`skiic._distributed`), gradients are
     averaged over the processes before every step.
     """
     callbacks = list(callbacks or [])
-    if verbose:
+    if verbose and _interactive(sys.stderr):
         batches = max(1, n_samples // batch_size)
         callbacks.append(
             ("progress", ProgressBar(batches_per_epoch=batches, postfix_keys=[]))

@@ -185,7 +185,8 @@ class IICClustering(
         Seeds initialisation, batches, augmentations and neighbour draws.
         Runs on the CPU with the same seed are identical.
     verbose : int, default=0
-        Show a progress bar and a table of per-epoch losses when positive.
+        When positive, print what the fit is doing and a table of per-epoch
+        losses, with a per-batch progress bar in a terminal or a notebook.
 
     Attributes
     ----------

@@ -135,6 +135,19 @@ def test_epoch_table_is_coloured_only_on_a_terminal(
     assert ("\x1b[" in out) == coloured
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_where_it_redraws(X, capsys, monkeypatch, terminal):
+    """The per-batch bar redraws in place on a terminal; in a log file or a
+    pipe every redraw would stay, so there the epoch table stands alone."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+    IICClustering(3, max_epochs=2, device="cpu", n_threads=1, verbose=1).fit(X)
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out
+    assert ("it/s]" in captured.err) == terminal
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_cpu_fits_convolutions_channels_last(cls):
     """On the CPU the image networks train and predict in the NHWC layout
