@@ -119,9 +119,22 @@ def test_augmentation_corrupts_training_batches_only():
 def test_default_augmentation_follows_the_input():
     images = AutoEncoderEmbedder()._resolve_augmentation((1, 8, 8))
     vectors = AutoEncoderEmbedder()._resolve_augmentation(None)
-    assert isinstance(images, ImageAugmentation)
+    assert images == ImageAugmentation()  # no elastic distortion at 8x8
     assert isinstance(vectors, VectorAugmentation)
     assert AutoEncoderEmbedder(augmentation=None)._resolve_augmentation(None) is None
+    for shape in [(1, 16, 16), (3, 8, 32)]:  # 256 pixels a channel: still small
+        assert AutoEncoderEmbedder()._resolve_augmentation(shape) == images
+
+
+def test_default_augmentation_distorts_larger_images_elastically():
+    """Above 16x16 "auto" trains exactly as the elastic image views do."""
+    X = blob_images((1, 20, 20), n_samples=40)
+    codes = [
+        AutoEncoderEmbedder(3, augmentation=augmentation, **FAST).fit(X).transform(X)
+        for augmentation in ["auto", ImageAugmentation(elastic=0.07), None]
+    ]
+    np.testing.assert_array_equal(codes[0], codes[1])
+    assert not np.allclose(codes[0], codes[2])
 
 
 # ----------------------------------------------------------------- sklearn API
