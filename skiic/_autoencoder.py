@@ -25,10 +25,11 @@ from .networks import AutoEncoder, feature_width, make_decoder
 # max_epochs="auto": about this many optimiser steps (fewer for images larger
 # than 16x16 on a CPU), within these epoch bounds.
 _AUTO_STEPS, _AUTO_STEPS_CPU, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 3000, 800, 10, 200
-# augmentation="auto" on images larger than 16x16: the default views plus an
-# elastic distortion of this strength (MNIST: codes that cluster better; on
-# 8x8 digits a smooth field is as fine as the strokes, and it lost there).
-_AUTO_ELASTIC = 0.07
+# augmentation="auto" on images whose smaller side exceeds 16 pixels: the
+# default views plus an elastic distortion of this strength (MNIST: codes that
+# cluster better; on 8x8 digits a field drawn at 4x4 points bends on the
+# scale of a stroke, and it lost there).
+_AUTO_ELASTIC, _AUTO_ELASTIC_ABOVE_SIDE = 0.07, 16
 
 
 class AutoEncoderEmbedder(
@@ -69,8 +70,10 @@ class AutoEncoderEmbedder(
         denoising autoencoder); it maps a tensor batch (n, C, H, W) or
         (n, n_features) of scaled samples to one of the same shape.
         ``"auto"``: :class:`skiic.augment.ImageAugmentation` (small random
-        affine transforms, brightness, noise; for images larger than 16x16
-        also a smooth elastic distortion, ``elastic=0.07``) for images and
+        affine transforms, brightness, noise; for images whose smaller side
+        exceeds 16 pixels also a smooth elastic distortion, ``elastic=0.07``,
+        which a custom ``ImageAugmentation`` leaves out unless it sets it)
+        for images and
         :class:`skiic.augment.VectorAugmentation` (feature noise and masking)
         for vectors; ``None`` trains a plain autoencoder.
     early_stopping : bool, default=False
@@ -277,12 +280,12 @@ class AutoEncoderEmbedder(
         )
 
     def _resolve_augmentation(self, image_shape):
-        """``augmentation``: "auto" adds an elastic distortion to the image
-        views of images larger than 16x16 (see :ref:`autoencoder_elastic`)."""
+        """``augmentation``: "auto" adds an elastic distortion to the views of
+        images whose smaller side exceeds 16 pixels (:ref:`autoencoder_elastic`)."""
         if (
             self.augmentation == "auto"
             and image_shape is not None
-            and large_images(image_shape)
+            and min(image_shape[1:]) > _AUTO_ELASTIC_ABOVE_SIDE
         ):
             return ImageAugmentation(elastic=_AUTO_ELASTIC)
         return super()._resolve_augmentation(image_shape)

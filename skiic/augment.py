@@ -74,7 +74,8 @@ def random_affine(
         Strength of a smooth random (elastic) distortion on top of the affine
         transform: each image's displacement field, drawn at 4x4 control
         points and interpolated bicubically, has a root-mean-square length of
-        ``elastic`` times the image side. ``0`` turns it off and draws no
+        ``elastic`` times the image side (along each axis, a fraction of that
+        axis's side, as for ``translation``). ``0`` turns it off and draws no
         random numbers for it.
 
     Returns
@@ -138,6 +139,24 @@ def _check_non_negative(name: str, value, upper: float | None = None) -> None:
         raise ValueError(f"{name} must be a non-negative number{bound}; got {value!r}.")
 
 
+def _zoom_range(scale) -> tuple:
+    """``scale`` as a ``(low, high)`` tuple, checked: any pair of positive
+    numbers (a tuple, a list, a NumPy array, a tensor) with low <= high."""
+    try:
+        low, high = (v.item() if isinstance(v, Tensor) else v for v in scale)
+    except (TypeError, ValueError):
+        low = high = None
+    if not all(
+        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        for v in (low, high)
+    ) or (low > high):
+        raise ValueError(
+            "scale must be a pair (low, high) of positive numbers with "
+            f"low <= high; got {scale!r}."
+        )
+    return (float(low), float(high))
+
+
 _ELASTIC_POINTS = 4
 
 
@@ -172,10 +191,6 @@ class ImageAugmentation(_Settings):
         Largest shear in degrees.
     translation : float, default=0.1
         Largest shift as a fraction of the image side.
-    elastic : float, default=0.0
-        Strength of a smooth random distortion of each image (the
-        root-mean-square displacement, as a fraction of the image side; see
-        :func:`random_affine`); ``0`` turns it off.
     brightness : float, default=0.1
         Largest additive brightness change.
     contrast : float, default=0.1
@@ -185,6 +200,10 @@ class ImageAugmentation(_Settings):
     binarize : float, default=0.0
         Probability that an image is thresholded at 0.5 (after the other
         transforms); useful for pen strokes such as digits.
+    elastic : float, default=0.0
+        Strength of a smooth random distortion of each image (the
+        root-mean-square displacement, as a fraction of each side; see
+        :func:`random_affine`); ``0`` turns it off.
 
     Examples
     --------
@@ -218,20 +237,8 @@ class ImageAugmentation(_Settings):
         ):
             _check_non_negative(name, value)
         _check_non_negative("binarize", binarize, upper=1.0)
-        if (
-            not isinstance(scale, Sequence)
-            or len(scale) != 2
-            or not all(
-                isinstance(v, Real) and math.isfinite(v) and v > 0 for v in scale
-            )
-            or scale[0] > scale[1]
-        ):
-            raise ValueError(
-                "scale must be a pair (low, high) of positive numbers with "
-                f"low <= high; got {scale!r}."
-            )
         self.rotation = rotation
-        self.scale = scale
+        self.scale = _zoom_range(scale)
         self.shear = shear
         self.translation = translation
         self.brightness = brightness

@@ -122,12 +122,15 @@ def test_default_augmentation_follows_the_input():
     assert images == ImageAugmentation()  # no elastic distortion at 8x8
     assert isinstance(vectors, VectorAugmentation)
     assert AutoEncoderEmbedder(augmentation=None)._resolve_augmentation(None) is None
-    for shape in [(1, 16, 16), (3, 8, 32)]:  # 256 pixels a channel: still small
+    for shape in [(1, 16, 16), (3, 8, 40)]:  # a side of 16 or less: small
         assert AutoEncoderEmbedder()._resolve_augmentation(shape) == images
 
 
 def test_default_augmentation_distorts_larger_images_elastically():
     """Above 16x16 "auto" trains exactly as the elastic image views do."""
+    assert AutoEncoderEmbedder()._resolve_augmentation((3, 17, 40)) == (
+        ImageAugmentation(elastic=0.07)
+    )
     X = blob_images((1, 20, 20), n_samples=40)
     codes = [
         AutoEncoderEmbedder(3, augmentation=augmentation, **FAST).fit(X).transform(X)
