@@ -214,6 +214,8 @@ class ImageAugmentation(_Settings):
     torch.Size([8, 1, 28, 28])
     """
 
+    elastic = 0.0  # for instances pickled before the parameter existed
+
     def __init__(
         self,
         rotation: float = 15.0,
