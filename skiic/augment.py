@@ -126,14 +126,15 @@ def random_affine(
     )
 
 
-def _check_non_negative(name: str, value, upper: float | None = None) -> None:
-    ok = (
-        isinstance(value, Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-        and (upper is None or value <= upper)
+def _finite_number(value) -> bool:
+    """A finite real number (NumPy scalars too), not a bool."""
+    return (
+        isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
     )
+
+
+def _check_non_negative(name: str, value, upper: float | None = None) -> None:
+    ok = _finite_number(value) and value >= 0 and (upper is None or value <= upper)
     if not ok:
         bound = "" if upper is None else f" at most {upper:g}"
         raise ValueError(f"{name} must be a non-negative number{bound}; got {value!r}.")
@@ -146,10 +147,7 @@ def _zoom_range(scale) -> tuple:
         low, high = (v.item() if isinstance(v, Tensor) else v for v in scale)
     except (TypeError, ValueError):
         low = high = None
-    if not all(
-        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-        for v in (low, high)
-    ) or (low > high):
+    if not all(_finite_number(v) and v > 0 for v in (low, high)) or low > high:
         raise ValueError(
             "scale must be a pair (low, high) of positive numbers with "
             f"low <= high; got {scale!r}."
@@ -212,6 +210,9 @@ class ImageAugmentation(_Settings):
     >>> augment = ImageAugmentation(rotation=25, noise=0.1)
     >>> augment(torch.rand(8, 1, 28, 28)).shape
     torch.Size([8, 1, 28, 28])
+    >>> bent = ImageAugmentation(elastic=0.07)  # also a smooth distortion
+    >>> bent(torch.rand(8, 1, 28, 28)).shape
+    torch.Size([8, 1, 28, 28])
     """
 
     elastic = 0.0  # for instances pickled before the parameter existed
@@ -254,7 +255,7 @@ class ImageAugmentation(_Settings):
         out = random_affine(
             images,
             rotation=self.rotation,
-            scale=tuple(self.scale),
+            scale=self.scale,
             shear=self.shear,
             translation=self.translation,
             elastic=self.elastic,
