@@ -116,6 +116,8 @@ class IICClustering(
         nearest neighbours, from 5,000 on the sample's own; the table behind
         this rule is in :ref:`iic_why_the_defaults`);
         ``None``: no augmentation (then ``n_neighbors`` must be positive).
+        The settings of skiic's augmentation objects are parameters of the
+        estimator too, for grid searches: ``augmentation__eps``.
     self_labelling : bool or "auto", default="auto"
         Whether a self-labelling stage follows the main training: the
         network (backbone and the selected head) is trained with

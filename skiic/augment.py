@@ -12,10 +12,16 @@ and draws its random numbers from torch's generator on the batch's device.
   that most changes the network's prediction, within its own neighbourhood;
   :class:`VectorAugmentation` adds feature noise and masking, for pairs of a
   sample and a neighbour drawn from :func:`nearest_neighbors`.
+
+The three classes keep their ``__init__`` settings as attributes and have
+scikit-learn's ``get_params`` and ``set_params``, so an estimator's grid
+search reaches them: ``{"augmentation__eps": [0.25, 0.5]}``.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -37,7 +43,46 @@ __all__ = [
 
 
 class _Settings:
-    """Shows and compares an augmentation by its ``__init__`` settings."""
+    """An augmentation described by its ``__init__`` settings.
+
+    It shows and compares itself by them, and has scikit-learn's
+    ``get_params`` and ``set_params``, so that an estimator's parameters
+    reach inside it: ``augmentation__eps`` in a grid search.
+    """
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The ``__init__`` settings, by name.
+
+        ``deep`` is accepted for scikit-learn's sake: the settings hold no
+        objects with parameters of their own.
+        """
+        return {name: getattr(self, name) for name in self._setting_names()}
+
+    def set_params(self, **params):
+        """Change settings in place, checked as ``__init__`` checks them.
+
+        Returns ``self``. An unknown name or an invalid value raises
+        ``ValueError`` and leaves every setting as it was.
+        """
+        names = self._setting_names()
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(
+                f"Invalid parameter {unknown[0]!r} for {type(self).__name__}; "
+                f"valid parameters: {', '.join(names)}."
+            )
+        checked = type(self)(**{**self.get_params(), **params})
+        vars(self).update(vars(checked))
+        return self
+
+    def __sklearn_clone__(self):
+        """A copy with the same settings (what ``sklearn.base.clone`` returns)."""
+        return copy.deepcopy(self)
+
+    @classmethod
+    def _setting_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
 
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())

@@ -229,3 +229,27 @@ def test_image_augmentation_repr_keeps_the_signature_order():
     text = repr(ImageAugmentation(elastic=0.05))
     assert text.endswith("binarize=0.0, elastic=0.05)")
     assert ImageAugmentation(elastic=0.05) != ImageAugmentation()
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [ImageAugmentation(rotation=5.0, elastic=0.03), VectorAugmentation(noise=0.2),
+     VirtualAdversarial(eps=0.3)],
+    ids=lambda a: type(a).__name__,
+)  # fmt: skip
+def test_settings_have_get_params_and_set_params(augment):
+    from sklearn.base import clone
+
+    params = augment.get_params()
+    assert type(augment)(**params) == augment
+    copy = clone(augment)
+    assert copy == augment and copy is not augment
+    name = next(iter(params))
+    assert copy.set_params(**{name: 0.5}) is copy
+    assert copy.get_params()[name] == 0.5 and augment.get_params() == params
+    # A bad value is refused as __init__ refuses it, and changes nothing.
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        copy.set_params(**{name: -1.0})
+    assert copy.get_params()[name] == 0.5
+    with pytest.raises(ValueError, match="Invalid parameter 'colour'"):
+        copy.set_params(colour=1.0)

@@ -243,6 +243,23 @@ def test_grid_search_with_labels(blobs):
     assert search.best_score_ > 0.8
 
 
+def test_grid_search_reaches_inside_the_augmentation(blobs):
+    X, _ = blobs
+    base = IICClustering(
+        4, augmentation=VirtualAdversarial(), n_head_inits=0, **dict(FAST, max_epochs=8)
+    )
+    search = GridSearchCV(base, {"augmentation__eps": [0.1, 2.0]}, cv=2).fit(X)
+    assert list(search.cv_results_["param_augmentation__eps"]) == [0.1, 2.0]
+    # Each candidate trained and was scored with its own views.
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[0] != scores[1]
+    assert (
+        search.best_estimator_.augmentation.eps
+        == search.best_params_["augmentation__eps"]
+    )
+    assert base.augmentation == VirtualAdversarial()
+
+
 # ----------------------------------------------------------------- input shapes
 def bar_images(shape, n_per_class=30, seed=0):
     """Noisy images of a horizontal bar, a vertical bar or a centred square.
