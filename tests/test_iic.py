@@ -223,7 +223,7 @@ def test_n_init_resolution(n_init, shape, max_epochs, expected):
 def test_grid_search_without_labels_uses_score(blobs):
     X, _ = blobs
     search = GridSearchCV(
-        IICClustering(4, **FAST),
+        IICClustering(4, n_head_inits=0, **FAST),
         {"alpha": [1.0, 2.0, 10.0], "overclustering": [1, 5]},
         cv=2,
     ).fit(X)
