@@ -113,6 +113,40 @@ class _BaseDeepEstimator(BaseEstimator):
         "verbose": ["verbose"],
     }
 
+    def set_params(self, **params):
+        """Set the parameters of this estimator, as scikit-learn does.
+
+        A nested name such as ``augmentation__eps`` needs an object with
+        settings of its own in that parameter: ``augmentation="auto"`` has
+        none, and the error says so.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, and ``<parameter>__<setting>`` for the
+            settings of an object held in a parameter.
+
+        Returns
+        -------
+        self : estimator instance
+        """
+        names = self._get_param_names()
+        for key in params:
+            name, nested, _ = key.partition("__")
+            # The same call may give the object itself, which sklearn sets first.
+            value = params.get(name, getattr(self, name, None))
+            if nested and name in names and not hasattr(value, "set_params"):
+                raise ValueError(
+                    f"Cannot set {key}: {name}={value!r} has no settings of its "
+                    f"own. Give {name} an object that has them first, e.g. "
+                    f"{name}=VirtualAdversarial() or ImageAugmentation() from "
+                    "skiic.augment."
+                    if name == "augmentation"
+                    else f"Cannot set {key}: {name}={value!r} has no settings "
+                    "of its own (no set_params)."
+                )
+        return super().set_params(**params)
+
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

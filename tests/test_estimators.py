@@ -391,6 +391,18 @@ def test_invalid_parameters(case, params):
         case.make(**params).fit(X)
 
 
+def test_nested_parameters_need_an_object_with_settings(case):
+    from skiic.augment import ImageAugmentation
+
+    model = case.make()
+    with pytest.raises(ValueError, match="augmentation__rotation: augmentation="):
+        model.set_params(augmentation__rotation=5.0)
+    # Given in the same call, the object is set first and then changed.
+    model.set_params(augmentation=ImageAugmentation(), augmentation__rotation=5.0)
+    assert model.augmentation == ImageAugmentation(rotation=5.0)
+    assert model.get_params()["augmentation__rotation"] == 5.0
+
+
 def test_unknown_device(case):
     X = np.random.default_rng(0).random((20, 3))
     with pytest.raises(ValueError, match="device='tpu'"):
