@@ -75,7 +75,9 @@ class AutoEncoderEmbedder(
         which a custom ``ImageAugmentation`` leaves out unless it sets it)
         for images and
         :class:`skiic.augment.VectorAugmentation` (feature noise and masking)
-        for vectors; ``None`` trains a plain autoencoder.
+        for vectors; ``None`` trains a plain autoencoder. The settings of
+        skiic's augmentation objects are parameters of the estimator too, for
+        grid searches: ``augmentation__elastic``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training samples, record their
         reconstruction error after each epoch as ``valid_loss`` in

@@ -135,17 +135,30 @@ class _BaseDeepEstimator(BaseEstimator):
             name, nested, _ = key.partition("__")
             # The same call may give the object itself, which sklearn sets first.
             value = params.get(name, getattr(self, name, None))
-            if nested and name in names and not hasattr(value, "set_params"):
-                raise ValueError(
-                    f"Cannot set {key}: {name}={value!r} has no settings of its "
-                    f"own. Give {name} an object that has them first, e.g. "
-                    f"{name}=VirtualAdversarial() or ImageAugmentation() from "
-                    "skiic.augment."
-                    if name == "augmentation"
-                    else f"Cannot set {key}: {name}={value!r} has no settings "
-                    "of its own (no set_params)."
+            settable = hasattr(value, "set_params") and not isinstance(value, type)
+            if nested and name in names and not settable:
+                message = (
+                    f"Cannot set {key}: {name}={value!r} is not an object with "
+                    "settings of its own."
                 )
+                if name == "augmentation":
+                    message += (
+                        " Give augmentation such an object first, e.g. "
+                        f"{self._augmentation_examples()} from skiic.augment."
+                    )
+                raise ValueError(message)
         return super().set_params(**params)
+
+    def _augmentation_examples(self) -> str:
+        """The skiic augmentation objects this estimator accepts, as calls."""
+        accepted = [
+            c
+            for c in self._parameter_constraints["augmentation"]
+            if isinstance(c, type)
+        ]
+        names = ["ImageAugmentation()", "VectorAugmentation()"]
+        names += [f"{c.__name__}()" for c in accepted if c.__name__ not in names]
+        return ", ".join(names[:-1]) + " or " + names[-1]
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -366,6 +379,10 @@ class _BaseDeepEstimator(BaseEstimator):
                 "input_shape=(C, H, W); for vectors use VectorAugmentation() or "
                 "'auto'."
             )
+        if hasattr(self.augmentation, "set_params"):
+            # The fitted model keeps its own copy: a later
+            # set_params(augmentation__eps=...) changes the next fit, not this one.
+            return copy.deepcopy(self.augmentation)
         return self.augmentation
 
     def _class_augmentation_message(self):

@@ -103,7 +103,9 @@ class DeepClusterEstimator(
         training samples (never to the samples clustered). ``"auto"``:
         :class:`skiic.augment.ImageAugmentation` for images and
         :class:`skiic.augment.VectorAugmentation` for vectors; ``None``: no
-        augmentation.
+        augmentation. The settings of skiic's augmentation objects are
+        parameters of the estimator too, for grid searches:
+        ``augmentation__rotation``.
     self_labelling : bool or "auto", default="auto"
         Whether a self-labelling stage follows the final k-means, as in
         :class:`IICClustering`: each cluster's most confident samples (by how

@@ -85,11 +85,13 @@ class _Settings:
         return [name for name in signature.parameters if name != "self"]
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(other) == vars(self)
+        # By the settings, so that one pickled before a setting existed (which
+        # reads the class default) equals a new one.
+        return type(other) is type(self) and other.get_params() == self.get_params()
 
 
 def random_affine(

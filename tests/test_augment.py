@@ -253,3 +253,10 @@ def test_settings_have_get_params_and_set_params(augment):
     assert copy.get_params()[name] == 0.5
     with pytest.raises(ValueError, match="Invalid parameter 'colour'"):
         copy.set_params(colour=1.0)
+
+
+def test_settings_pickled_before_a_setting_existed_compare_by_their_defaults():
+    old = ImageAugmentation()
+    del old.__dict__["elastic"]  # as unpickled from before ``elastic`` existed
+    assert old == ImageAugmentation()
+    assert repr(old) == repr(ImageAugmentation())

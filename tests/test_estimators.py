@@ -397,6 +397,9 @@ def test_nested_parameters_need_an_object_with_settings(case):
     model = case.make()
     with pytest.raises(ValueError, match="augmentation__rotation: augmentation="):
         model.set_params(augmentation__rotation=5.0)
+    # A class has set_params too, but not settings of its own.
+    with pytest.raises(ValueError, match="is not an object with settings"):
+        case.make(augmentation=ImageAugmentation).set_params(augmentation__rotation=5.0)
     # Given in the same call, the object is set first and then changed.
     model.set_params(augmentation=ImageAugmentation(), augmentation__rotation=5.0)
     assert model.augmentation == ImageAugmentation(rotation=5.0)

@@ -244,20 +244,33 @@ def test_grid_search_with_labels(blobs):
 
 
 def test_grid_search_reaches_inside_the_augmentation(blobs):
-    X, _ = blobs
+    X, y = blobs
     base = IICClustering(
         4, augmentation=VirtualAdversarial(), n_head_inits=0, **dict(FAST, max_epochs=8)
     )
-    search = GridSearchCV(base, {"augmentation__eps": [0.1, 2.0]}, cv=2).fit(X)
+    search = GridSearchCV(
+        base, {"augmentation__eps": [0.1, 2.0]}, scoring=matched_accuracy_scorer, cv=2
+    ).fit(X, y)
     assert list(search.cv_results_["param_augmentation__eps"]) == [0.1, 2.0]
-    # Each candidate trained and was scored with its own views.
-    scores = search.cv_results_["mean_test_score"]
-    assert scores[0] != scores[1]
+    # Each candidate trained with its own views (the seed is the same).
+    first, second = search.cv_results_["split0_test_score"]
+    assert first != second
     assert (
         search.best_estimator_.augmentation.eps
-        == search.best_params_["augmentation__eps"]
+        == (search.best_params_["augmentation__eps"])
     )
     assert base.augmentation == VirtualAdversarial()
+
+
+def test_set_params_leaves_the_fitted_views_alone(blobs):
+    X, _ = blobs
+    model = IICClustering(
+        4, augmentation=VirtualAdversarial(), n_head_inits=0, **FAST
+    ).fit(X)
+    before = model.score(X)
+    model.set_params(augmentation__eps=2.0)
+    assert model.score(X) == before  # the fitted model keeps its own views
+    assert model.augmentation.eps == 2.0
 
 
 # ----------------------------------------------------------------- input shapes
