@@ -416,10 +416,9 @@ class VirtualAdversarial(_Settings):
         weight: float = 10.0,
     ) -> None:
         for name, value in (("eps", eps), ("xi", xi)):
-            if not (isinstance(value, Real) and math.isfinite(value) and value > 0):
+            if not (_finite_number(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number; got {value!r}.")
-        if not (isinstance(weight, Real) and math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"weight must be a non-negative number; got {weight!r}.")
+        _check_non_negative("weight", weight)
         if (
             isinstance(n_neighbors, bool)
             or not isinstance(n_neighbors, Integral)

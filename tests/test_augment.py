@@ -93,6 +93,8 @@ def test_kl_divergence():
         (dict(eps=float("nan")), "eps must be a positive number"),
         (dict(xi=-1), "xi must be a positive number"),
         (dict(weight=-0.5), "weight must be a non-negative number"),
+        (dict(eps=True), "eps must be a positive number"),
+        (dict(weight=False), "weight must be a non-negative number"),
         (dict(n_neighbors=0), "n_neighbors must be a positive integer"),
         (dict(n_neighbors=2.5), "n_neighbors must be a positive integer"),
     ],
