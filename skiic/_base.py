@@ -151,14 +151,21 @@ class _BaseDeepEstimator(BaseEstimator):
 
     def _augmentation_examples(self) -> str:
         """The skiic augmentation objects this estimator accepts, as calls."""
-        accepted = [
+        names = ["ImageAugmentation", "VectorAugmentation"]
+        names += [
+            c.__name__ for c in self._augmentation_classes() if c.__name__ not in names
+        ]
+        calls = [f"{name}()" for name in names]
+        return ", ".join(calls[:-1]) + " or " + calls[-1]
+
+    def _augmentation_classes(self) -> list[type]:
+        """The classes that the ``augmentation`` constraint names, besides
+        callables."""
+        return [
             c
             for c in self._parameter_constraints["augmentation"]
             if isinstance(c, type)
         ]
-        names = ["ImageAugmentation()", "VectorAugmentation()"]
-        names += [f"{c.__name__}()" for c in accepted if c.__name__ not in names]
-        return ", ".join(names[:-1]) + " or " + names[-1]
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -389,14 +396,9 @@ class _BaseDeepEstimator(BaseEstimator):
         """Why ``augmentation`` (a class) is rejected, and what would work."""
         cls, owner = self.augmentation, type(self).__name__
         name = cls.__name__
-        accepted = [
-            c
-            for c in self._parameter_constraints["augmentation"]
-            if isinstance(c, type)
-        ]
         # Instances qualify when callable or of a class the constraints name.
         callable_instances = any("__call__" in vars(k) for k in cls.__mro__)
-        if callable_instances or issubclass(cls, tuple(accepted)):
+        if callable_instances or issubclass(cls, tuple(self._augmentation_classes())):
             return (
                 f"The 'augmentation' parameter of {owner} must be an instance, "
                 f"not the class {name}: pass augmentation={name}()."
