@@ -129,6 +129,14 @@ class _BaseDeepEstimator(BaseEstimator):
         Returns
         -------
         self : estimator instance
+
+        Examples
+        --------
+        >>> from skiic import IICClustering
+        >>> from skiic.augment import VirtualAdversarial
+        >>> model = IICClustering(10, augmentation=VirtualAdversarial())
+        >>> model.set_params(augmentation__eps=0.25).augmentation.eps
+        0.25
         """
         names = self._get_param_names()
         for key in params:

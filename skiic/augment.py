@@ -55,6 +55,12 @@ class _Settings:
 
         ``deep`` is accepted for scikit-learn's sake: the settings hold no
         objects with parameters of their own.
+
+        Examples
+        --------
+        >>> from skiic.augment import VectorAugmentation
+        >>> VectorAugmentation(noise=0.2).get_params()
+        {'noise': 0.2, 'mask': 0.1}
         """
         return {name: getattr(self, name) for name in self._setting_names()}
 
@@ -63,6 +69,12 @@ class _Settings:
 
         Returns ``self``. An unknown name or an invalid value raises
         ``ValueError`` and leaves every setting as it was.
+
+        Examples
+        --------
+        >>> from skiic.augment import VirtualAdversarial
+        >>> VirtualAdversarial().set_params(eps=0.25)
+        VirtualAdversarial(eps=0.25, n_neighbors=10, xi=10.0, weight=10.0)
         """
         names = self._setting_names()
         unknown = sorted(set(params) - set(names))
