@@ -16,6 +16,10 @@ Examples::
         --n-samples 10000 --seeds 0 --variant "max_epochs=15" \\
         --variant "max_epochs=15, augmentation=None"
 
+    # The autoencoder on the flat digits (a 2-D array): neighbours as inputs
+    python benchmarks/ablate.py --estimator autoencoder --flat --seeds 0 1 2 \\
+        --variant "" --variant "n_neighbors=20"
+
 Each ``--variant`` is a comma-separated list of ``name=value`` estimator
 parameters (Python literals, or ``ImageAugmentation(...)`` /
 ``VectorAugmentation(...)``); ``""`` is the defaults. Every variant is fitted
@@ -24,7 +28,8 @@ table of median [min, max] over the seeds, next to ``KMeans(10)`` and
 ``PCA(k) + KMeans(10)`` on the flat images from the same run (``k`` from
 ``--pca``, else 10); the time of a fit covers training,
 the labels (for the autoencoder: ``transform`` and ``KMeans``) and the extra
-score printed with it. With ``--pca`` it first prints the share of the 10
+score printed with it. ``--flat`` fits on the flat images (vectors of
+pixels) instead of the images. With ``--pca`` it first prints the share of the 10
 nearest neighbours that carry the sample's label; with ``--confusion`` it
 prints the confusion matrix of every fit (clusters matched to classes). The
 labels serve these lines and the scores only; nothing is selected with them.
@@ -109,12 +114,19 @@ def main(argv=None):
         help="fit on PCA(k) of the flat images (vectors) instead of the images",
     )
     parser.add_argument(
+        "--flat",
+        action="store_true",
+        help="fit on the flat images (vectors of pixels, as a 2-D array)",
+    )
+    parser.add_argument(
         "--variant", action="append", default=None, help="e.g. 'alpha=1.0'"
     )
     parser.add_argument(
         "--confusion", action="store_true", help="print each fit's confusion matrix"
     )
     args = parser.parse_args(argv)
+    if args.flat and args.pca:
+        parser.error("--flat and --pca exclude each other")
     variants = args.variant or [""]
     if len(set(variants)) < len(variants):
         parser.error("each --variant must differ from the others")
@@ -128,6 +140,9 @@ def main(argv=None):
     if args.pca:
         X = PCA(args.pca, random_state=0).fit_transform(flat)
         name += f", PCA({args.pca})"
+    elif args.flat:
+        X = flat
+        name += ", flat"
     device = device_name(args.device)
     print(f"{name}: {len(X)} samples, device {device}", flush=True)
     if args.pca:

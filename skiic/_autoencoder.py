@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from . import _data, _distributed, _engine
 from ._base import FitPlan, _BaseDeepEstimator, count, large_images, resolve_max_epochs
 from ._device import forked_rng
-from ._validation import Interval, StrOptions
-from .augment import ImageAugmentation
+from ._validation import Interval, StrOptions, check_neighbor_count
+from .augment import ImageAugmentation, sample_neighbors
 from .networks import AutoEncoder, feature_width, make_decoder
 
 # max_epochs="auto": about this many optimiser steps (fewer for images larger
@@ -78,6 +78,18 @@ class AutoEncoderEmbedder(
         for vectors; ``None`` trains a plain autoencoder. The settings of
         skiic's augmentation objects are parameters of the estimator too, for
         grid searches: ``augmentation__elastic``.
+    n_neighbors : int, default=0
+        When positive, the network encodes one of the sample's
+        ``n_neighbors`` nearest neighbours (Euclidean, among the training
+        samples, searched once per fit; at most all the others), corrupted
+        by the ``augmentation``, and still reconstructs the sample itself, so
+        that samples of one neighbourhood get nearby codes. ``0`` encodes the
+        sample's own corrupted copy. On vectors whose neighbours mostly share
+        their group it makes codes cluster better (flat digits: 0.841 against
+        0.791 matched accuracy of ``KMeans`` on the codes, with
+        ``n_neighbors=20``), but where groups overlap it can cost much
+        (breast cancer: 0.840 against 0.942), so it is off by default;
+        choose it with labels on a sample (see :ref:`autoencoder_neighbours`).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training samples, record their
         reconstruction error after each epoch as ``valid_loss`` in
@@ -209,6 +221,7 @@ class AutoEncoderEmbedder(
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "latent": [StrOptions({"linear", "tanh", "whitened"})],
         "augmentation": [callable, None, StrOptions({"auto"})],
+        "n_neighbors": [Interval(Integral, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -221,6 +234,7 @@ class AutoEncoderEmbedder(
         *,
         latent="whitened",
         augmentation="auto",
+        n_neighbors=0,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -240,6 +254,7 @@ class AutoEncoderEmbedder(
         self.n_components = n_components
         self.latent = latent
         self.augmentation = augmentation
+        self.n_neighbors = n_neighbors
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -276,10 +291,16 @@ class AutoEncoderEmbedder(
                 high=_AUTO_MAX_EPOCHS,
             ),
             augment=self._resolve_augmentation(image_shape),
+            n_neighbors=self._resolve_neighbors(len(train)),
             train=train,
             valid=valid,
             seed=seed,
         )
+
+    def _resolve_neighbors(self, n_train):
+        """``n_neighbors``, at most the other training samples."""
+        check_neighbor_count(self)
+        return min(int(self.n_neighbors), n_train - 1)
 
     def _resolve_augmentation(self, image_shape):
         """``augmentation``: "auto" adds an elastic distortion to the views of
@@ -314,11 +335,27 @@ class AutoEncoderEmbedder(
                     ),
                 )
             ]
+        train = torch.from_numpy(plan.train).to(data.index_device)
+        neighbors = None
+        if plan.n_neighbors:
+            self._say(
+                parallel,
+                f"searching the {plan.n_neighbors} nearest neighbours of "
+                f"{len(train)} samples",
+            )
+
+            def progress(done, total):
+                self._say(parallel, f"neighbours: {done:,} of {total:,} samples")
+
+            neighbors = _data.neighbor_indices_among(
+                data, train, plan.n_neighbors, progress=progress
+            ).to(data.index_device)
         with forked_rng(plan.seed, device):
             objective = _ReconstructionObjective(
                 data,
-                torch.from_numpy(plan.train).to(data.index_device),
+                train,
                 plan.augment,
+                neighbors=neighbors,
                 valid=None
                 if plan.valid is None
                 else torch.from_numpy(plan.valid).to(data.index_device),
@@ -482,6 +519,7 @@ class AutoEncoderEmbedder(
 @dataclass(frozen=True, eq=False)
 class _AutoEncoderPlan(FitPlan):
     augment: object  # the resolved augmentation (callable or None)
+    n_neighbors: int  # neighbours an input is drawn from; 0: the sample itself
     train: np.ndarray  # indices of the training samples
     valid: np.ndarray | None  # indices held out for early stopping, or None
     seed: int  # torch seed of initialisation, batches and augmentations
@@ -519,17 +557,23 @@ class _ReconstructionObjective(_engine.Objective):
 
     ``data`` is a resident or streamed data source (:mod:`skiic._data`) and
     ``train`` the indices of the samples trained on. With an augmentation the
-    network encodes a corrupted copy of the batch (denoising). With held-out
+    network encodes a corrupted copy of the batch (denoising). With
+    ``neighbors`` (for each training sample, positions in ``train`` of its
+    nearest neighbours) it encodes a random neighbour of each sample instead,
+    corrupted likewise, and still reconstructs the sample. With held-out
     indices ``valid`` the error on them is recorded after each epoch as
     ``valid_loss``, in evaluation mode and without corruption. With
     ``parallel`` each process reconstructs its shard of the global batch.
     """
 
-    def __init__(self, data, train: Tensor, augment, *, valid=None, parallel=None):
+    def __init__(
+        self, data, train: Tensor, augment, *, neighbors=None, valid=None, parallel=None
+    ):
         super().__init__()
         self.data = data
         self.train_idx = train
         self.augment = augment
+        self.neighbors = neighbors
         self.valid = valid
         self.parallel = parallel or _distributed.Parallel()
 
@@ -537,14 +581,32 @@ class _ReconstructionObjective(_engine.Objective):
         positions = _data.DeviceBatches(
             len(self.train_idx), batch_size, self.train_idx.device
         )
-        return _data.Epochs(
-            lambda: self.data.load((self.train_idx[batch],) for batch in positions)
-        )
+        return _data.Epochs(lambda: self.data.load(self._plans(positions)))
+
+    def _plans(self, positions):
+        """``(idx,)`` per batch, or ``(idx, input_idx)`` with neighbours.
+
+        The neighbours are drawn from a generator of their own, seeded from
+        torch's global one when an epoch's planning starts, so the draws do
+        not depend on how far ahead a streamed data source plans.
+        """
+        if self.neighbors is None:
+            for batch in positions:
+                yield (self.train_idx[batch],)
+            return
+        seed = int(torch.randint(2**62, (1,)).item())
+        generator = torch.Generator(device=self.neighbors.device).manual_seed(seed)
+        for batch in positions:
+            batch = batch.to(self.neighbors.device)
+            picked = sample_neighbors(self.neighbors, batch, generator=generator)
+            yield self.train_idx[batch], self.train_idx[picked]
 
     def forward(self, module: nn.Module, batch) -> Tensor:
-        _, (clean,) = batch
+        _, samples = batch
+        clean = samples[0]
+        source = samples[-1]  # the sample itself, or one of its neighbours
         # Corrupted as one process would corrupt the global batch, then sharded.
-        noisy = clean if self.augment is None else self.augment(clean)
+        noisy = source if self.augment is None else self.augment(source)
         if not self.parallel.active:
             return F.mse_loss(module(noisy).float().reshape(clean.shape), clean)
         n_values = clean.numel()

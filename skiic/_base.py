@@ -32,6 +32,7 @@ from ._validation import (
     _fit_context,
     check_input,
     check_n_samples,
+    check_neighbor_count,
     chunked_stats,
     user_stacklevel,
 )
@@ -528,6 +529,7 @@ class _BaseDeepClusterer(_BaseDeepEstimator):
 
     def _resolve_neighbors(self, n_samples, image_shape):
         """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""
+        check_neighbor_count(self)
         if self.n_neighbors == "auto":
             wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
         else:

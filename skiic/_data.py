@@ -339,6 +339,37 @@ def neighbor_indices(data, n_neighbors: int, *, progress=None) -> Tensor:
     return nearest_neighbors(data, n_neighbors)
 
 
+def neighbor_indices_among(data, rows: Tensor, n_neighbors: int, *, progress=None):
+    """:func:`neighbor_indices` within the samples ``rows`` of ``data`` only.
+
+    Row ``i`` of the result holds positions in ``rows`` (not sample indices)
+    of the neighbours of sample ``rows[i]``; the other samples (say, held out
+    for validation) are never among them. Only data resident on the CPU is
+    copied (for scikit-learn's search); elsewhere the rows are read in place.
+    """
+    rows = rows.to(data.index_device)
+    everything = torch.arange(data.n_samples, device=rows.device)
+    if len(rows) == data.n_samples and torch.equal(rows, everything):
+        return neighbor_indices(data, n_neighbors, progress=progress)
+    if isinstance(data, ResidentData) and data.device.type == "cpu":
+        subset = ResidentData(data.take(rows))
+    else:
+        subset = _RowsOf(data, rows)
+    return neighbor_indices(subset, n_neighbors, progress=progress)
+
+
+class _RowsOf:
+    """The samples ``rows`` of a streamed data source, as a data source."""
+
+    def __init__(self, data, rows: Tensor) -> None:
+        self.data, self.rows = data, rows
+        self.n_samples = len(rows)
+        self.device, self.index_device = data.device, data.index_device
+
+    def take(self, idx: Tensor) -> Tensor:
+        return self.data.take(self.rows[idx.to(self.rows.device)])
+
+
 def distances_to(data, partners: Tensor) -> Tensor:
     """Euclidean distance from each sample to the sample ``partners[i]``.
 

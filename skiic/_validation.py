@@ -34,12 +34,25 @@ __all__ = [
     "check_image_shape",
     "check_input",
     "check_n_samples",
+    "check_neighbor_count",
     "chunked_stats",
     "user_stacklevel",
 ]
 
 # Largest magnitude float32 holds: float64 input beyond it would become inf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_neighbor_count(estimator) -> None:
+    """Refuse a boolean ``estimator.n_neighbors``: scikit-learn's
+    ``Interval(Integral)`` lets ``True`` through, which would mean one
+    neighbour."""
+    value = estimator.n_neighbors
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(
+            f"The 'n_neighbors' parameter of {type(estimator).__name__} must be "
+            f"a non-negative int, not a bool. Got {value!r} instead."
+        )
 
 
 def check_input(estimator, X, *, reset):

@@ -49,6 +49,18 @@ def test_ablate_other_estimators(tmp_path, capsys, estimator):
     assert note in capsys.readouterr().out
 
 
+def test_ablate_on_flat_images(tmp_path, capsys):
+    import ablate
+
+    argv = ["--estimator", "autoencoder", "--flat", "--n-samples", "200"]
+    argv += ["--seeds", "0", "--variant", "max_epochs=1, n_neighbors=3"]
+    methods = run_json(ablate, argv, tmp_path)
+    assert methods[-1] == "max_epochs=1, n_neighbors=3"
+    assert "digits (200 8x8), flat: 200 samples" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ablate.main(["--flat", "--pca", "10"])
+
+
 def test_bench_autoencoder(tmp_path, capsys):
     import bench_autoencoder
 

@@ -203,8 +203,15 @@ def test_sync_batchnorm_is_plain_batchnorm_in_one_process():
     assert torch.equal(back[1].running_var, plain[1].running_var)
 
 
-def test_autoencoder_two_processes_train_like_one(blobs):
-    params = dict(max_epochs=3, batch_size=128, device="cpu", random_state=0)
+@pytest.mark.parametrize("n_neighbors", [0, 5])
+def test_autoencoder_two_processes_train_like_one(blobs, n_neighbors):
+    params = dict(
+        max_epochs=3,
+        batch_size=128,
+        n_neighbors=n_neighbors,
+        device="cpu",
+        random_state=0,
+    )
     single = AutoEncoderEmbedder(2, **params).fit(blobs)
     spread = AutoEncoderEmbedder(2, devices=["cpu", "cpu"], **params).fit(blobs)
     np.testing.assert_allclose(

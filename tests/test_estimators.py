@@ -381,6 +381,7 @@ def test_input_shape_must_match_the_features(case):
         dict(device_memory_limit=-1),
         dict(module="resnet"),
         dict(augmentation="strong"),
+        dict(n_neighbors=True),
     ],
     ids=str,
 )
