@@ -338,15 +338,9 @@ class AutoEncoderEmbedder(
         train = torch.from_numpy(plan.train).to(data.index_device)
         neighbors = None
         if plan.n_neighbors:
-            self._say(
-                parallel,
-                f"searching the {plan.n_neighbors} nearest neighbours of "
-                f"{len(train)} samples",
+            progress = self._neighbor_search_progress(
+                parallel, plan.n_neighbors, len(train)
             )
-
-            def progress(done, total):
-                self._say(parallel, f"neighbours: {done:,} of {total:,} samples")
-
             neighbors = _data.neighbor_indices_among(
                 data, train, plan.n_neighbors, progress=progress
             ).to(data.index_device)
@@ -586,16 +580,14 @@ class _ReconstructionObjective(_engine.Objective):
     def _plans(self, positions):
         """``(idx,)`` per batch, or ``(idx, input_idx)`` with neighbours.
 
-        The neighbours are drawn from a generator of their own, seeded from
-        torch's global one when an epoch's planning starts, so the draws do
-        not depend on how far ahead a streamed data source plans.
+        The neighbours are drawn from :func:`_data.planning_generator`,
+        created when an epoch's planning starts.
         """
         if self.neighbors is None:
             for batch in positions:
                 yield (self.train_idx[batch],)
             return
-        seed = int(torch.randint(2**62, (1,)).item())
-        generator = torch.Generator(device=self.neighbors.device).manual_seed(seed)
+        generator = _data.planning_generator(self.neighbors.device)
         for batch in positions:
             batch = batch.to(self.neighbors.device)
             picked = sample_neighbors(self.neighbors, batch, generator=generator)

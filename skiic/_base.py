@@ -366,6 +366,21 @@ class _BaseDeepEstimator(BaseEstimator):
         main = parallel is None or not parallel.active or parallel.is_main
         _engine.log(self.verbose and main, message)
 
+    def _neighbor_search_progress(self, parallel, n_neighbors, n_samples):
+        """Announce a neighbour search (when ``n_neighbors``); the progress
+        callback for :func:`_data.neighbor_indices`."""
+        if n_neighbors:
+            self._say(
+                parallel,
+                f"searching the {n_neighbors} nearest neighbours of "
+                f"{n_samples} samples",
+            )
+
+        def progress(done, total):
+            self._say(parallel, f"neighbours: {done:,} of {total:,} samples")
+
+        return progress
+
     def _place(self, X, device, scaling: Scaling, shape):
         """The samples on the device, or streamed when over ``device_memory_limit``."""
         return _data.place_data(

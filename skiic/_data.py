@@ -311,6 +311,14 @@ def map_samples(
     return torch.cat(outputs)
 
 
+def planning_generator(device) -> torch.Generator:
+    """A generator on ``device`` seeded from torch's global one, for draws made
+    while batches are planned (partners, neighbours): they then do not
+    depend on how far ahead a streamed data source plans (prefetching)."""
+    seed = int(torch.randint(2**62, (1,)).item())
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 # Rows per query of the CPU neighbour search: progress is reported after each.
 NEIGHBOR_QUERY_ROWS = 20_000
 

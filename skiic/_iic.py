@@ -441,15 +441,7 @@ class IICClustering(
     def _neighbor_progress(self, parallel, n_samples, plan):
         """Announce the neighbour search (when there is one); its progress callback."""
         k = _Views.search_size(n_samples, plan.n_neighbors, plan.augment)
-        if k:
-            self._say(
-                parallel, f"searching the {k} nearest neighbours of {n_samples} samples"
-            )
-
-        def progress(done, total):
-            self._say(parallel, f"neighbours: {done:,} of {total:,} samples")
-
-        return progress
+        return self._neighbor_search_progress(parallel, k, n_samples)
 
     def _training(self, plan, seed, number, data, views, device, parallel):
         """One initialisation trained for ``plan.max_epochs``, and its head
@@ -784,8 +776,7 @@ class _Views:
         """
         generator = None
         if self.neighbors is not None:
-            seed = int(torch.randint(2**62, (1,)).item())
-            generator = torch.Generator(device=self.neighbors.device).manual_seed(seed)
+            generator = _data.planning_generator(self.neighbors.device)
         for idx in batches:
             yield idx, self.partner_indices(idx, generator)
 
