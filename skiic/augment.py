@@ -635,23 +635,30 @@ def nearest_neighbors(
     distances = torch.empty(n, n_neighbors, device=device) if return_distance else None
     for row_idx in blocks:
         rows = take(row_idx).reshape(len(row_idx), -1).float()
+        # A row's own squared norm does not change the order of its
+        # candidates: it is added to the few kept, not to the whole block.
         row_norms = (rows * rows).sum(dim=1, keepdim=True)
-        own = row_idx.to(device)
-        best_dist = torch.full((len(row_idx), 0), float("inf"), device=device)
-        best_idx = torch.empty((len(row_idx), 0), dtype=torch.long, device=device)
+        scaled = rows * -2
+        best_dist = best_idx = None
         for col_idx in blocks:
-            cols = (
-                rows if col_idx is row_idx else take(col_idx).reshape(len(col_idx), -1)
-            )
+            own_block = col_idx is row_idx
+            cols = rows if own_block else take(col_idx).reshape(len(col_idx), -1)
             cols = cols.float()
-            dist = row_norms - 2 * rows @ cols.T + (cols * cols).sum(dim=1)
-            candidates = col_idx.to(device).expand(len(row_idx), -1)
-            dist = dist.masked_fill(candidates == own[:, None], float("inf"))
-            dist = torch.cat([best_dist, dist], dim=1)
-            candidates = torch.cat([best_idx, candidates], dim=1)
+            dist = (scaled @ cols.T).add_((cols * cols).sum(dim=1))
+            if own_block:
+                dist.fill_diagonal_(float("inf"))  # a sample is not its neighbour
+            # the block's own top k first, then a merge of two short lists
             keep = dist.topk(min(n_neighbors, dist.shape[1]), dim=1, largest=False)
-            best_dist = keep.values
-            best_idx = candidates.gather(1, keep.indices)
+            block_dist = keep.values + row_norms
+            block_idx = col_idx.to(device)[keep.indices]
+            if best_dist is None:
+                best_dist, best_idx = block_dist, block_idx
+                continue
+            dist = torch.cat([best_dist, block_dist], dim=1)
+            candidates = torch.cat([best_idx, block_idx], dim=1)
+            keep = dist.topk(min(n_neighbors, dist.shape[1]), dim=1, largest=False)
+            best_dist, best_idx = keep.values, candidates.gather(1, keep.indices)
+        own = row_idx.to(device)
         result[own] = best_idx
         if distances is not None:
             distances[own] = best_dist.clamp(min=0).sqrt()

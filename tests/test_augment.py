@@ -16,14 +16,24 @@ from skiic.augment import (
 )
 
 
-def test_nearest_neighbors_distances_match_sklearn():
+@pytest.mark.parametrize("chunk_size", [1, 3, 16, 4096])
+def test_nearest_neighbors_distances_match_sklearn(chunk_size):
+    """Blocks smaller than k, uneven last blocks and one block alike."""
     X = np.random.default_rng(0).normal(size=(70, 6)).astype(np.float32)
     dist, idx = nearest_neighbors(
-        torch.from_numpy(X), 4, chunk_size=16, return_distance=True
+        torch.from_numpy(X), 4, chunk_size=chunk_size, return_distance=True
     )
     ref_dist, ref_idx = NearestNeighbors(n_neighbors=5).fit(X).kneighbors(X)
     assert np.array_equal(idx.numpy(), ref_idx[:, 1:])
     np.testing.assert_allclose(dist.numpy(), ref_dist[:, 1:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_size", [2, 4096])
+def test_nearest_neighbors_never_return_the_sample_itself(chunk_size):
+    X = torch.tensor([[0.0], [0.0], [0.0], [5.0], [5.0]])
+    idx = nearest_neighbors(X, 2, chunk_size=chunk_size).tolist()
+    assert all(i not in row for i, row in enumerate(idx))
+    assert set(idx[0]) == {1, 2} and idx[3][0] == 4 and idx[4][0] == 3
 
 
 def test_radius_is_eps_times_the_distance_to_the_kth_neighbour():
