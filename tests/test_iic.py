@@ -167,7 +167,7 @@ def test_score_is_mutual_information(blobs, fitted_blobs):
 
 def test_n_init_keeps_the_lowest_loss(blobs):
     X, _ = blobs
-    params = dict(FAST, max_epochs=5)
+    params = dict(FAST, max_epochs=5, n_head_inits=5)
     single = [IICClustering(4, **dict(params, random_state=seed)) for seed in range(3)]
     multi = IICClustering(4, **dict(params, n_init=3)).fit(X)
     assert multi.loss_ <= min(m.fit(X).loss_ for m in single) + 0.5
@@ -237,7 +237,7 @@ def test_grid_search_without_labels_uses_score(blobs):
 def test_grid_search_with_labels(blobs):
     X, y = blobs
     search = GridSearchCV(
-        IICClustering(4, **dict(FAST, max_epochs=10)),
+        IICClustering(4, **dict(FAST, max_epochs=10, n_head_inits=5)),
         {"alpha": [2.0, 10.0], "overclustering": [1, 5]},
         scoring=matched_accuracy_scorer,
         cv=2,
