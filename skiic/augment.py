@@ -639,7 +639,8 @@ def nearest_neighbors(
         # candidates: it is added to the few kept, not to the whole block.
         row_norms = (rows * rows).sum(dim=1, keepdim=True)
         scaled = rows * -2
-        best_dist = best_idx = None
+        best_dist = torch.empty((len(row_idx), 0), device=device)
+        best_idx = torch.empty((len(row_idx), 0), dtype=torch.long, device=device)
         for col_idx in blocks:
             own_block = col_idx is row_idx
             cols = rows if own_block else take(col_idx).reshape(len(col_idx), -1)
@@ -651,9 +652,6 @@ def nearest_neighbors(
             keep = dist.topk(min(n_neighbors, dist.shape[1]), dim=1, largest=False)
             block_dist = keep.values + row_norms
             block_idx = col_idx.to(device)[keep.indices]
-            if best_dist is None:
-                best_dist, best_idx = block_dist, block_idx
-                continue
             dist = torch.cat([best_dist, block_dist], dim=1)
             candidates = torch.cat([best_idx, block_idx], dim=1)
             keep = dist.topk(min(n_neighbors, dist.shape[1]), dim=1, largest=False)
