@@ -318,13 +318,12 @@ def test_help_usage_errors_and_missing_files_are_answered_before_torch(tmp_path)
 def test_ctrl_c_exits_130_and_writes_no_labels(tmp_path):
     import os
     import signal
-    import time
 
     data, out = tmp_path / "X.npy", tmp_path / "labels.npy"
     np.save(data, np.random.default_rng(0).random((2000, 8)))
     command = [sys.executable, "-m", "skiic", "cluster", str(data)]
-    command += ["--n-clusters", "3", "--max-epochs", "10000", "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command += ["--n-clusters", "3", "--max-epochs", "10000", "--out", str(out), "-v"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -336,9 +335,9 @@ def test_ctrl_c_exits_130_and_writes_no_labels(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        while "fitting" not in process.stdout.readline():
-            pass
-        time.sleep(3)  # well into training
+        # In training: the progress table's line of the first epoch.
+        while process.stdout.readline().split()[:1] != ["1"]:
+            assert process.poll() is None, "the fit ended before its first epoch"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     finally:

@@ -194,7 +194,7 @@ import sys
 import numpy as np
 from skiic import {name}
 X = np.random.default_rng(0).random((2000, 8))
-model = {name}({args}, max_epochs=10_000, device="cpu", random_state=0)
+model = {name}({args}, max_epochs=10_000, device="cpu", random_state=0, verbose=1)
 print("fitting", flush=True)
 try:
     model.fit(X)
@@ -213,6 +213,14 @@ def _interruptible():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _read_until_epoch(stream, epoch):
+    """Read the progress table until the line of ``epoch`` (its first column)."""
+    for line in stream:
+        if line.split()[:1] == [str(epoch)]:
+            return
+    raise AssertionError(f"the fit ended before epoch {epoch}")
+
+
 @pytest.mark.parametrize(
     "name, args",
     [
@@ -224,17 +232,18 @@ def _interruptible():
 )
 def test_ctrl_c_stops_a_fit_and_leaves_it_unfitted(name, args):
     code = textwrap.dedent(_INTERRUPTED_FIT.format(name=name, args=args))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env=env,
         preexec_fn=_interruptible,
     )
     try:
         assert process.stdout.readline().strip() == "fitting"
-        time.sleep(3)  # well into training
+        _read_until_epoch(process.stdout, 1)  # in training
         process.send_signal(signal.SIGINT)
         start = time.monotonic()
         rest, _ = process.communicate(timeout=60)
