@@ -145,6 +145,11 @@ def cluster(args: argparse.Namespace, out=None) -> int:
             f"{source_labels} has {labels_true.shape[0]} labels for "
             f"{X.shape[0]} samples."
         )
+    if args.method == "ae-kmeans" and args.n_clusters > X.shape[0]:
+        # KMeans would say so only after the autoencoder's training.
+        raise InputError(
+            f"n_samples={X.shape[0]} should be >= n_clusters={args.n_clusters}."
+        )
     labels_path = out_path(args.out, args.data, _labels_file(args.labels))
     with _estimator_errors(source):
         input_shape = _image_shape(X, args.input_shape)
@@ -168,15 +173,15 @@ def cluster(args: argparse.Namespace, out=None) -> int:
     found, sizes = np.unique(labels, return_counts=True)
     print(f"done in {seconds:.1f} s: {found.size} clusters found", file=out)
     print("cluster sizes: " + " ".join(str(size) for size in sizes), file=out)
+    if labels_path is not None:  # before the scores: the fit's result is kept
+        np.save(labels_path, labels)
+        print(f"labels written to {labels_path}", file=out)
     if labels_true is not None:
         from skiic.metrics import matched_accuracy, nmi
 
         accuracy = matched_accuracy(labels_true, labels)
         print(f"NMI: {nmi(labels_true, labels):.3f}", file=out)
         print(f"matched accuracy: {accuracy:.3f}", file=out)
-    if labels_path is not None:
-        np.save(labels_path, labels)
-        print(f"labels written to {labels_path}", file=out)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,10 @@ def read_data(path: str, *, key: str | None = None):
                 raise InputError(
                     f"{path} has no array {key!r}; it holds {_listing(names)}."
                 )
-            X = archive[key]
-            y = archive["y"] if "y" in names and key != "y" else None
+            X = _member(archive, key, file)
+            y = None
+            if "y" in names and key != "y":
+                y = _as_labels(_member(archive, "y", file), f"{path} (array 'y')")
         return _as_samples(X, path), y, f"{path} (array {key!r})"
     if suffix in (".csv", ".txt"):
         return _as_samples(_load_text(file), path), None, path
@@ -55,7 +58,8 @@ def read_labels(spec: str, data_path: str):
     if Path(data_path).suffix.lower() == ".npz" and not Path(spec).exists():
         with _open_npz(_existing(data_path)) as archive:
             if spec in archive.files:
-                return _as_labels(archive[spec], f"{data_path} (array {spec!r})")
+                labels = _member(archive, spec, Path(data_path))
+                return _as_labels(labels, f"{data_path} (array {spec!r})")
             raise InputError(
                 f"--labels {spec}: no such file, nor an array of {data_path} "
                 f"(it holds {_listing(archive.files)})."
@@ -70,7 +74,7 @@ def read_labels(spec: str, data_path: str):
         with _open_npz(file) as archive:
             names = list(archive.files)
             key = "y" if "y" in names else _default_key(names, spec)
-            labels = archive[key]
+            labels = _member(archive, key, file)
     else:
         raise InputError(
             f"cannot read labels from {spec}: unsupported file type {suffix!r}; "
@@ -134,8 +138,16 @@ def _open_npz(file: Path):
     _check_magic(file, b"PK", "a NumPy .npz (zip) file")
     try:
         return np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read {file} as .npz: {exc}") from None
+
+
+def _member(archive, key: str, file: Path):
+    """The array ``key`` of an open .npz, read now (a damaged member fails here)."""
+    try:
+        return archive[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"cannot read array {key!r} of {file}: {exc}") from None
 
 
 def _check_magic(file: Path, magic: bytes, what: str) -> None:
@@ -158,7 +170,11 @@ def _load_text(file: Path):
         raise InputError(f"cannot read {file} as text: {exc}") from None
     delimiter = "," if "," in first else None
     fields = [field.strip() for field in first.split(delimiter) if field.strip()]
-    header = not any(_is_number(field) for field in fields)
+    # Column names: no number among them, or the column numbers 0, 1, ... that
+    # pandas writes for a frame without names (``to_csv(index=False)``).
+    header = not any(_is_number(field) for field in fields) or (
+        len(fields) > 1 and fields == [str(i) for i in range(len(fields))]
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"

@@ -81,6 +81,39 @@ def test_cluster_csv_with_header_and_flat_images(capsys, tmp_path):
     assert np.load(tmp_path / "found.npy").shape == (40,)  # np.save adds .npy
 
 
+def test_csv_of_pandas_column_numbers_skips_them_as_a_header(capsys, tmp_path):
+    X, _ = make_blobs(n_samples=30, centers=2, random_state=0)
+    path = tmp_path / "frame.csv"
+    np.savetxt(path, X, delimiter=",", header="0,1", comments="")  # to_csv's
+    status, stdout, stderr = run(capsys, "cluster", path, "-k", 2, *FAST)
+    assert status == 0, stderr
+    assert "30 samples, vectors of 2 features" in stdout
+
+
+def test_too_many_clusters_for_kmeans_on_codes_is_refused_before_training(
+    capsys, files
+):
+    args = ["cluster", files / "X.npy", "-k", 61, "--method", "ae-kmeans"]
+    status, stdout, stderr = run(capsys, *args, *FAST)
+    assert status == 2
+    assert "n_samples=60 should be >= n_clusters=61" in stderr
+    assert "fitting" not in stdout
+
+
+def test_labels_are_written_before_the_scores(capsys, files, monkeypatch):
+    import skiic.metrics
+
+    def broken(*args):
+        raise RuntimeError("scoring failed")
+
+    monkeypatch.setattr(skiic.metrics, "matched_accuracy", broken)
+    out = files / "kept.npy"
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        run(capsys, "cluster", files / "X.npy", "-k", 3, "--labels",
+            files / "y.npy", "-o", out, *FAST)  # fmt: skip
+    assert np.load(out).shape == (60,)
+
+
 def test_cluster_3d_images(capsys, tmp_path):
     X, _ = load_digits(return_X_y=True)
     np.save(tmp_path / "images.npy", X[:40].reshape(-1, 8, 8))
@@ -112,7 +145,13 @@ def bad_inputs(tmp_path):
     (tmp_path / "data.parquet").write_text("")
     X_text = X.astype(str)
     np.save(tmp_path / "strings.npy", X_text)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # no zip
+    np.savez(tmp_path / "scalar_y.npz", X=X, y=np.array(5))
+    np.savez(tmp_path / "onehot_y.npz", X=X, y=np.eye(2)[y])
     return [
+        (["broken.npz"], "cannot read broken.npz as .npz: File is not a zip file"),
+        (["scalar_y.npz"], "(array 'y') must be one column; got shape ()"),
+        (["onehot_y.npz"], "(array 'y') must be one column; got shape (20, 2)"),
         (["missing.npy"], "no such file: "),
         (["text.npy"], "is not a NumPy .npy file"),
         (["letters.csv"], "cannot read numbers from"),
