@@ -79,7 +79,9 @@ def plot_history(estimator, *, ax=None):
     plt = import_pyplot("plot_history")
     if ax is None:
         _, ax = plt.subplots()
-    ax.plot(*_curve(history, "train_loss"), marker=".", label="train_loss")
+    (loss_line,) = ax.plot(
+        *_curve(history, "train_loss"), marker=".", label="train_loss"
+    )
     if any("valid_loss" in row for row in history):
         ax.plot(
             *_curve(history, "valid_loss"),
@@ -114,7 +116,7 @@ def plot_history(estimator, *, ax=None):
         )
         nmi_ax.set_ylabel("pseudo-label NMI (epoch t-1 vs t)", color=_NMI_COLOR)
         nmi_ax.tick_params(axis="y", colors=_NMI_COLOR)
-        loss_color = ax.lines[0].get_color()
+        loss_color = loss_line.get_color()  # the given ax may hold other lines
         ax.set_ylabel("training loss", color=loss_color)
         ax.tick_params(axis="y", colors=loss_color)
         axes.append(nmi_ax)

@@ -48,6 +48,16 @@ def test_from_predictions_draws_the_matched_matrix():
     assert np.trace(disp.confusion_matrix) == 2 + 4 - 1 + 3
 
 
+def test_text_kw_overrides_the_cell_text_defaults():
+    disp = MatchedConfusionMatrixDisplay.from_predictions(
+        Y_TRUE, Y_PRED, text_kw={"color": "red", "ha": "left", "fontsize": 7}
+    )
+    for text in disp.text_.ravel():
+        assert text.get_color() == "red"
+        assert text.get_horizontalalignment() == "left"
+        assert text.get_fontsize() == 7
+
+
 def test_unmatched_clusters_and_classes_are_set_apart():
     more = MatchedConfusionMatrixDisplay.from_predictions(Y_TRUE, Y_PRED)
     (line,) = more.ax_.lines
@@ -146,6 +156,16 @@ def test_plot_history_deepcluster_draws_the_stability_curve(deepcluster):
     assert loss_ax.yaxis.label.get_color() == loss.get_color()
     assert loss.get_color() != stability.get_color()
     assert loss_ax.get_title() == "DeepClusterEstimator: history_"
+
+
+def test_plot_history_on_a_busy_ax_colours_the_loss_axis_like_its_curve(
+    deepcluster,
+):
+    _, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], color="red")  # the user's own line comes first
+    loss_ax, _ = plot_history(deepcluster, ax=ax)
+    loss = loss_ax.lines[-1]
+    assert loss_ax.yaxis.label.get_color() == loss.get_color() != "red"
 
 
 def test_plot_history_shades_the_self_labelling_stage(blobs):

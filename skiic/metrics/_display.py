@@ -150,8 +150,13 @@ class MatchedConfusionMatrixDisplay:
                     j,
                     i,
                     _format_value(value, matrix.dtype, values_format),
-                    **{"ha": "center", "va": "center", "color": color},
-                    **(text_kw or {}),
+                    # The user's text_kw overrides these, as in scikit-learn.
+                    **{
+                        "ha": "center",
+                        "va": "center",
+                        "color": color,
+                        **(text_kw or {}),
+                    },
                 )
         # The Hungarian matching pairs min(n_classes, n_clusters) rows and
         # columns; a dashed line sets the unmatched ones apart.
