@@ -422,10 +422,10 @@ class AutoEncoderEmbedder(
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float32, np.float64], input_name="X")
-        if Z.shape[1] != self.n_components:
+        if Z.shape[1] != self._n_features_out:
             raise ValueError(
                 f"X has {Z.shape[1]} features, but inverse_transform expects codes "
-                f"of n_components={self.n_components} features."
+                f"of {self._n_features_out} features (n_components at fit)."
             )
         whitening = getattr(self, "_whitening", None)
         if whitening is not None:
@@ -466,7 +466,9 @@ class AutoEncoderEmbedder(
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        # The fitted network's width, not the parameter (set_params may have
+        # changed it since); unfitted, the AttributeError means "not fitted".
+        return self.module_.latent[0].out_features
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

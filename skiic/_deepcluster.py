@@ -523,7 +523,7 @@ class DeepClusterEstimator(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []
+        tags.transformer_tags.preserves_dtype = ["float32"]  # always float32 out
         return tags
 
     # ---------------------------------------------------------------- helpers

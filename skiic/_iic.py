@@ -642,11 +642,13 @@ class IICClustering(
 
     @property
     def _n_features_out(self):
-        return self.n_clusters
+        # The fitted clusters, not the parameter (set_params may have changed
+        # it since); unfitted, the AttributeError means "not fitted".
+        return len(self._cluster_order)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []
+        tags.transformer_tags.preserves_dtype = ["float32"]  # always float32 out
         return tags
 
     # ---------------------------------------------------------------- helpers

@@ -166,6 +166,20 @@ def test_transform_and_inverse_transform(roll, fitted_roll):
     assert model.score(roll) == pytest.approx(-np.mean((roll - X_rec) ** 2), rel=1e-4)
 
 
+def test_a_changed_parameter_leaves_the_fitted_codes_as_they_are(roll, fitted_roll):
+    from sklearn.base import clone
+
+    model = clone(fitted_roll).fit(roll).set_params(n_components=5)
+    Z = model.transform(roll)
+    assert model.get_feature_names_out().tolist() == [
+        "autoencoderembedder0",
+        "autoencoderembedder1",
+    ]
+    assert model.inverse_transform(Z).shape == roll.shape
+    with pytest.raises(ValueError, match="codes of 2 features"):
+        model.inverse_transform(np.zeros((3, 5)))
+
+
 def test_fit_transform_equals_fit_then_transform(roll):
     first = AutoEncoderEmbedder(2, **FAST).fit_transform(roll)
     second = AutoEncoderEmbedder(2, **FAST).fit(roll).transform(roll)

@@ -282,6 +282,12 @@ def test_feature_names_and_pandas_output(case, blobs, fitted):
     names = fitted.get_feature_names_out()
     prefix = case.cls.__name__.lower()
     assert names.tolist() == [f"{prefix}{i}" for i in range(case.n_outputs)]
+    # The names follow the fitted output, not a parameter changed since.
+    param = "n_clusters" if case.cls is IICClustering else "n_components"
+    changed = pickle.loads(pickle.dumps(fitted))
+    changed.set_params(**{param: case.n_outputs + 3})
+    assert changed.get_feature_names_out().tolist() == names.tolist()
+    assert changed.transform(X).shape == (len(X), case.n_outputs)
     model = clone(fitted).set_output(transform="pandas")
     frame = model.fit_transform(X)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names.tolist()
