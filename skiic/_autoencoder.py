@@ -149,7 +149,9 @@ class AutoEncoderEmbedder(
         times over. ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the batches, the augmentations and the
-        validation split. Runs on the CPU with the same seed are identical.
+        validation split. Runs on the CPU with the same seed and number of
+        threads are identical (``n_threads="auto"`` may choose fewer on a busy
+        machine: set an int for runs that repeat exactly).
     verbose : int, default=0
         When positive, print what the fit is doing and a table of per-epoch
         losses, with a per-batch progress bar in a terminal or a notebook.

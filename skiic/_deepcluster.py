@@ -170,7 +170,9 @@ class DeepClusterEstimator(
         times over. ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, k-means, sampling and augmentation. Runs on the
-        CPU with the same seed are identical.
+        CPU with the same seed and number of threads are identical
+        (``n_threads="auto"`` may choose fewer on a busy machine: set an int
+        for runs that repeat exactly).
     verbose : int, default=0
         When positive, print what the fit is doing and a table of per-epoch
         losses, with a per-batch progress bar in a terminal or a notebook.
@@ -621,7 +623,12 @@ def _resolve_self_labelling(self_labelling, max_epochs, *, images):
     and MNIST, and leaves it off for vectors, where it changed nothing (see
     :ref:`deepcluster_self_labelling`).
     """
-    if self_labelling is True or (self_labelling == "auto" and images):
+    # bool(): numpy's True counts too (a grid built with np.array([True, False])).
+    if isinstance(self_labelling, str):
+        on = self_labelling == "auto" and images
+    else:
+        on = bool(self_labelling)
+    if on:
         return max(1, round(_SELF_LABEL_FRACTION * max_epochs))
     return 0
 

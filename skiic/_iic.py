@@ -19,7 +19,7 @@ from ._base import (
     principal_projection,
     resolve_max_epochs,
 )
-from ._device import forked_rng
+from ._device import forked_rng, torch_threads
 from ._iic_heads import Selection, evaluate_heads, select_head
 from ._validation import Interval, StrOptions
 from .augment import (
@@ -75,7 +75,9 @@ class IICClustering(
         Weight of the marginal entropy terms of the loss (see
         :func:`skiic.losses.iic_loss`). 1 is the paper's loss; values from 2
         to 10 push towards clusters of equal size and away from degenerate
-        solutions.
+        solutions. It must exceed 0.5: below, the loss is lowest with every
+        sample in one cluster, and at 0.5 it has no preference for more
+        clusters.
     overclustering : int, default=5
         The overclustering head has ``overclustering * n_clusters`` clusters.
         1 trains no overclustering head.
@@ -185,7 +187,9 @@ class IICClustering(
         times over. ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, batches, augmentations and neighbour draws.
-        Runs on the CPU with the same seed are identical.
+        Runs on the CPU with the same seed and the same number of threads are
+        identical (``n_threads="auto"`` may choose fewer on a busy machine;
+        set it to an int for runs that repeat exactly).
     verbose : int, default=0
         When positive, print what the fit is doing and a table of per-epoch
         losses, with a per-batch progress bar in a terminal or a notebook.
@@ -196,18 +200,23 @@ class IICClustering(
         Cluster of each training sample. Clusters are numbered by decreasing
         size, so the used ones are ``0 .. k-1``.
     n_iter_ : int
-        Epochs run by the kept initialisation.
+        Epochs run by the kept initialisation, the self-labelling stage's
+        included.
     loss_ : float
-        Loss (with ``alpha``) of the selected head on the training data.
+        Loss (with ``alpha``) of the selected head on the training data, as
+        measured when it was selected (before a self-labelling stage).
     head_losses_ : ndarray of shape (n_heads + n_fresh,)
         Loss of every candidate head of the kept initialisation: the trained
         main sub-heads first, then the fresh heads (``n_fresh`` of them:
-        ``n_head_inits``, with ``"auto"`` resolved to 50 or 0).
+        ``n_head_inits``, with ``"auto"`` resolved to 50, 20 for images on a
+        CPU, or 0).
     best_head_ : int
         Index in ``head_losses_`` of the head used for prediction.
     history_ : skorch.history.History
         Per-epoch training log of the kept initialisation (``train_loss``;
         ``iic_loss``, its IIC part without the adversarial term; ``dur``, ...).
+        Epochs of a self-labelling stage follow, with ``confident`` (the
+        samples it trains on) and the cross-entropy as ``train_loss``.
     module_ : torch.nn.Module
         The trained network (backbone and selected head), on the CPU.
     streamed_ : bool
@@ -252,7 +261,8 @@ class IICClustering(
 
     _parameter_constraints: dict = {
         **_BaseDeepClusterer._parameter_constraints,
-        "alpha": [Interval(Real, 0, None, closed="neither")],
+        # At or below 0.5 the loss is lowest with every sample in one cluster.
+        "alpha": [Interval(Real, 0.5, None, closed="neither")],
         "overclustering": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "n_head_inits": [
@@ -634,7 +644,8 @@ class IICClustering(
         device = self._predict_device()
         data = self._place(X, device, self._scaling, self.input_shape_)
         module = self._module_on(device)
-        with forked_rng(self._view_seed, device):
+        # n_threads holds here too, as in predict (and the neighbour search).
+        with torch_threads(self.n_threads), forked_rng(self._view_seed, device):
             n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
             views = _Views.build(data, n_neighbors, self._augment)
             losses = evaluate_heads(module, [module.heads[0]], data, views, 1.0)
@@ -689,7 +700,9 @@ def _resolve_self_labelling(self_labelling, max_epochs):
     "auto" turns it on for no data yet: on the image and vector panels it
     gained nothing (see :ref:`iic_self_labelling`).
     """
-    return _selflabel.self_label_epochs(max_epochs) if self_labelling is True else 0
+    # bool(): numpy's True counts too (a grid built with np.array([True, False])).
+    on = not isinstance(self_labelling, str) and bool(self_labelling)
+    return _selflabel.self_label_epochs(max_epochs) if on else 0
 
 
 class _IICResult(NamedTuple):

@@ -247,13 +247,14 @@ class ImageAugmentation(_Settings):
     scale : tuple of float, default=(0.9, 1.1)
         Range of the zoom factor.
     shear : float, default=10.0
-        Largest shear in degrees.
+        Largest shear in degrees, below 90.
     translation : float, default=0.1
         Largest shift as a fraction of the image side.
     brightness : float, default=0.1
         Largest additive brightness change.
     contrast : float, default=0.1
-        Largest relative contrast change.
+        Largest relative contrast change, at most 1 (the gain is drawn from
+        ``1 - contrast`` to ``1 + contrast``).
     noise : float, default=0.05
         Standard deviation of the additive Gaussian noise.
     binarize : float, default=0.0
@@ -295,11 +296,17 @@ class ImageAugmentation(_Settings):
             ("shear", shear),
             ("translation", translation),
             ("brightness", brightness),
-            ("contrast", contrast),
             ("noise", noise),
             ("elastic", elastic),
         ):
             _check_non_negative(name, value)
+        if shear >= 90:
+            raise ValueError(
+                f"shear must be below 90 degrees (a 90-degree shear is infinite); "
+                f"got {shear!r}."
+            )
+        # A gain of 1 - contrast below 0 would invert the images.
+        _check_non_negative("contrast", contrast, upper=1.0)
         _check_non_negative("binarize", binarize, upper=1.0)
         self.rotation = rotation
         self.scale = _zoom_range(scale)

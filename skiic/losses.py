@@ -114,7 +114,8 @@ def iic_loss(p1: Tensor, p2: Tensor, *, alpha: float = 1.0) -> Tensor:
     -------
     loss : Tensor of shape (...)
         The loss to minimise, one per leading index (a scalar for 2-D input).
-        It is at least ``-(2 alpha - 1) log(n_clusters)``.
+        For ``alpha >= 0.5`` it is at least ``-(2 alpha - 1) log(n_clusters)``;
+        below 0.5 it is at least 0, reached with every sample in one cluster.
 
     References
     ----------

@@ -206,6 +206,8 @@ def test_elastic_off_draws_nothing_and_changes_nothing():
         (dict(elastic=float("inf")), "elastic must be a non-negative number"),
         (dict(noise="0.1"), "noise must be a non-negative number"),
         (dict(binarize=1.5), "binarize must be a non-negative number at most 1"),
+        (dict(contrast=1.5), "contrast must be a non-negative number at most 1"),
+        (dict(shear=90), "shear must be below 90 degrees"),
         (dict(scale=(1.1, 0.9)), r"scale must be a pair \(low, high\)"),
         (dict(scale=(0, 1)), r"scale must be a pair \(low, high\)"),
         (dict(scale=1.0), r"scale must be a pair \(low, high\)"),

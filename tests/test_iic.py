@@ -411,6 +411,7 @@ def test_fewer_samples_than_clusters():
     [
         (dict(n_clusters=0), "n_clusters"),
         (dict(alpha=-1.0), "alpha"),
+        (dict(alpha=0.5), r"'alpha' parameter .* range \(0.5, inf\)"),
         (dict(overclustering=0), "overclustering"),
         (dict(n_neighbors=-2), "n_neighbors"),
         (dict(n_head_inits="many"), "n_head_inits"),

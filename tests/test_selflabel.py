@@ -162,3 +162,17 @@ def test_deepcluster_auto_self_labels_images_only():
     assert np.array_equal(images.predict(X), images.labels_)
     vectors = DeepClusterEstimator(3, **params).fit(X.reshape(len(X), -1))
     assert not any("confident" in epoch for epoch in vectors.history_)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_numpy_bools_turn_the_stage_on_and_off_as_bools_do(value):
+    """A grid built with ``np.array([True, False])`` hands numpy bools."""
+    from skiic._deepcluster import _resolve_self_labelling as deepcluster_epochs
+    from skiic._iic import _resolve_self_labelling as iic_epochs
+
+    assert iic_epochs(np.bool_(value), 20) == iic_epochs(value, 20)
+    assert (iic_epochs(value, 20) > 0) == value
+    for images in (False, True):
+        stage = deepcluster_epochs(np.bool_(value), 20, images=images)
+        assert stage == deepcluster_epochs(value, 20, images=images)
+        assert (stage > 0) == value

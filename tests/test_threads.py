@@ -84,6 +84,11 @@ def test_fit_trains_with_its_threads_and_restores_the_callers(cls, X):
     model.transform(X)
     assert set(model.module_.backbone.seen) == {1}
     assert torch.get_num_threads() == 2
+    # and so does score (IIC's pairs views of X through the network)
+    model.module_.backbone.seen.clear()
+    model.score(X)
+    assert set(model.module_.backbone.seen) == {1}
+    assert torch.get_num_threads() == 2
 
 
 def test_none_leaves_torchs_setting(X):
