@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from . import _data, _distributed, _engine
 from ._base import FitPlan, _BaseDeepEstimator, count, large_images, resolve_max_epochs
 from ._device import forked_rng
-from ._validation import Interval, StrOptions, check_neighbor_count
+from ._validation import Interval, StrOptions
 from .augment import ImageAugmentation, sample_neighbors
 from .networks import AutoEncoder, feature_width, make_decoder
 
@@ -301,7 +301,6 @@ class AutoEncoderEmbedder(
 
     def _resolve_neighbors(self, n_train):
         """``n_neighbors``, at most the other training samples."""
-        check_neighbor_count(self)
         return min(int(self.n_neighbors), n_train - 1)
 
     def _resolve_augmentation(self, image_shape):

@@ -30,9 +30,9 @@ from ._validation import (
     InvalidParameterError,
     StrOptions,
     _fit_context,
+    check_counts_not_bool,
     check_input,
     check_n_samples,
-    check_neighbor_count,
     chunked_stats,
     user_stacklevel,
 )
@@ -175,6 +175,11 @@ class _BaseDeepEstimator(BaseEstimator):
             for c in self._parameter_constraints["augmentation"]
             if isinstance(c, type)
         ]
+
+    def _validate_params(self):
+        """scikit-learn's parameter check (run by ``fit``), and no bool as a count."""
+        super()._validate_params()
+        check_counts_not_bool(self)
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -544,7 +549,6 @@ class _BaseDeepClusterer(_BaseDeepEstimator):
 
     def _resolve_neighbors(self, n_samples, image_shape):
         """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""
-        check_neighbor_count(self)
         if self.n_neighbors == "auto":
             wanted = 0 if image_shape is not None else _AUTO_NEIGHBORS
         else:

@@ -34,7 +34,7 @@ __all__ = [
     "check_image_shape",
     "check_input",
     "check_n_samples",
-    "check_neighbor_count",
+    "check_counts_not_bool",
     "chunked_stats",
     "user_stacklevel",
 ]
@@ -43,16 +43,20 @@ __all__ = [
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_neighbor_count(estimator) -> None:
-    """Refuse a boolean ``estimator.n_neighbors``: scikit-learn's
-    ``Interval(Integral)`` lets ``True`` through, which would mean one
-    neighbour."""
-    value = estimator.n_neighbors
-    if isinstance(value, (bool, np.bool_)):
-        raise InvalidParameterError(
-            f"The 'n_neighbors' parameter of {type(estimator).__name__} must be "
-            f"a non-negative int, not a bool. Got {value!r} instead."
-        )
+def check_counts_not_bool(estimator) -> None:
+    """Refuse a bool for a count parameter (an ``Interval(Integral)`` one that
+    takes no bool): scikit-learn's check lets ``True`` through as 1, so that
+    ``n_clusters=True`` would train, then fail, and ``max_epochs=True`` would
+    train one epoch."""
+    for name, constraints in estimator._parameter_constraints.items():
+        value = getattr(estimator, name, None)
+        if not isinstance(value, (bool, np.bool_)) or "boolean" in constraints:
+            continue
+        if any(isinstance(c, Interval) and c.type is Integral for c in constraints):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be "
+                f"an int, not a bool. Got {value!r} instead."
+            )
 
 
 def check_input(estimator, X, *, reset):

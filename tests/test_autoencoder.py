@@ -464,6 +464,7 @@ def test_inverse_transform_checks_the_codes(fitted_roll):
     "params, message",
     [
         (dict(n_components=0), "n_components"),
+        (dict(n_components=True), "'n_components' parameter .* not a bool"),
         (dict(latent="relu"), "latent"),
         (dict(early_stopping="yes"), "early_stopping"),
         (dict(validation_fraction=1.0), "validation_fraction"),

@@ -410,6 +410,8 @@ def test_fewer_samples_than_clusters():
     "params, message",
     [
         (dict(n_clusters=0), "n_clusters"),
+        (dict(n_clusters=True), "'n_clusters' parameter .* not a bool"),
+        (dict(overclustering=True), "'overclustering' parameter .* not a bool"),
         (dict(alpha=-1.0), "alpha"),
         (dict(alpha=0.5), r"'alpha' parameter .* range \(0.5, inf\)"),
         (dict(overclustering=0), "overclustering"),
