@@ -177,7 +177,9 @@ class StreamedData:
     def _gather(self, idx: Tensor) -> Tensor:
         positions = idx.cpu().numpy()
         order = np.argsort(positions, kind="stable")
-        rows = np.empty((len(positions), self.array.shape[1]), dtype=self.array.dtype)
+        # In native byte order: torch takes no other (a big-endian memmap).
+        dtype = self.array.dtype.newbyteorder("=")
+        rows = np.empty((len(positions), self.array.shape[1]), dtype=dtype)
         rows[order] = self.array[positions[order]]  # sorted reads suit a memmap
         host = torch.from_numpy(rows)
         return host.pin_memory() if self.device.type == "cuda" else host

@@ -143,6 +143,23 @@ def test_memmap_is_streamed_in_bounded_host_memory(tmp_path):
     )
 
 
+def test_big_endian_memmap_gives_what_the_array_gives(tmp_path, blobs):
+    """Stored big-endian (``>f4``): rows are read in native byte order."""
+    X, _ = blobs
+    path = tmp_path / "big_endian.dat"
+    stored = np.memmap(path, dtype=">f4", mode="w+", shape=X.shape)
+    stored[:] = X
+    stored.flush()
+    data = np.memmap(path, dtype=">f4", mode="r", shape=X.shape)
+    params = dict(FAST, max_epochs=2, random_state=0)
+    from_file = IICClustering(4, **params).fit(data)
+    from_array = IICClustering(4, **params).fit(X)
+    assert from_file.streamed_
+    np.testing.assert_array_equal(from_file.labels_, from_array.labels_)
+    np.testing.assert_array_equal(from_file.predict(data), from_array.labels_)
+    assert from_file.score(data) == pytest.approx(from_array.score(X), abs=1e-6)
+
+
 def test_memmap_with_nan_is_rejected(tmp_path):
     path = tmp_path / "bad.dat"
     stored = np.memmap(path, dtype=np.float64, mode="w+", shape=(20000, 3))
