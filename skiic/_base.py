@@ -677,10 +677,16 @@ def _fit_core_in_process(estimator, X, plan, *, device, parallel):
 
 
 def _sample_shape_of(X):
-    """Shape of one sample of an image array (3-D or 4-D), else None."""
-    ndim = getattr(X, "ndim", None)
-    if ndim in (3, 4) and hasattr(X, "shape"):
-        return tuple(int(s) for s in X.shape[1:])
+    """Shape of one sample of images (3-D or 4-D, an array or nested lists),
+    else None."""
+    shape = getattr(X, "shape", None)
+    if shape is None and isinstance(X, (list, tuple)):
+        try:
+            shape = np.shape(X)
+        except ValueError:  # ragged: check_input says what is wrong
+            return None
+    if shape is not None and len(shape) in (3, 4):
+        return tuple(int(s) for s in shape[1:])
     return None
 
 

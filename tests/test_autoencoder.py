@@ -225,6 +225,16 @@ def test_image_reconstructions_keep_pixel_range(digits):
     assert -model.score(images) < images.var()  # better than the mean image
 
 
+@pytest.mark.parametrize("shape", [(-1, 1, 8, 8), (-1, 8, 8)])
+def test_images_as_nested_lists_are_reconstructed_as_images(digits, shape):
+    X, _ = digits
+    images = X[:60].reshape(shape)
+    model = AutoEncoderEmbedder(2, **dict(FAST, max_epochs=1)).fit(images.tolist())
+    assert model.input_shape_ == (1, 8, 8)
+    X_rec = model.inverse_transform(model.transform(images.tolist()))
+    assert X_rec.shape == images.shape
+
+
 def test_tanh_latent_is_bounded(roll):
     model = AutoEncoderEmbedder(2, latent="tanh", **FAST).fit(roll)
     Z = model.transform(roll * 100)  # far outside the training data
