@@ -31,8 +31,9 @@ def resolve_device(device: str, *, for_fit: bool = True) -> torch.device:
     """Turn the ``device`` parameter into a ``torch.device``.
 
     ``"auto"`` means CUDA when it is available, else the CPU. At prediction
-    time (``for_fit=False``) a CUDA device that this machine lacks falls back
-    to the CPU, so that a model fitted on a GPU predicts anywhere.
+    time (``for_fit=False``) a CUDA device that this machine lacks falls back,
+    so that a model fitted on a GPU predicts anywhere: to the CPU without
+    CUDA, to the first GPU where the numbered one (``"cuda:1"``) is missing.
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,6 +50,16 @@ def resolve_device(device: str, *, for_fit: bool = True) -> torch.device:
                 "machine; use device='auto' or 'cpu'."
             )
         return torch.device("cpu")
+    if resolved.type == "cuda" and resolved.index is not None:
+        count = torch.cuda.device_count()
+        if resolved.index >= count:
+            if for_fit:
+                has = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+                raise ValueError(
+                    f"device={device!r} was requested, but this machine's CUDA "
+                    f"devices are {has}."
+                )
+            return torch.device("cuda", 0)
     if resolved.type == "mps" and not (
         hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     ):

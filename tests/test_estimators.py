@@ -417,6 +417,19 @@ def test_nested_parameters_need_an_object_with_settings(case):
     assert model.get_params()["augmentation__rotation"] == 5.0
 
 
+def test_a_missing_numbered_gpu(monkeypatch):
+    """On a one-GPU machine: fitting on cuda:1 is refused by name, predicting
+    with a model fitted there runs on cuda:0."""
+    from skiic._device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="'cuda:1' .* CUDA devices are cuda:0"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:1", for_fit=False) == torch.device("cuda", 0)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
 def test_unknown_device(case):
     X = np.random.default_rng(0).random((20, 3))
     with pytest.raises(ValueError, match="device='tpu'"):
