@@ -609,8 +609,9 @@ def fit_scaling(X, image_shape) -> Scaling:
     low, high, mean, var = chunked_stats(X)
     if not np.any(var > 0):
         raise ValueError(
-            f"All {X.shape[0]} samples of X are identical (every feature is "
-            "constant): there is nothing to cluster or embed."
+            f"All {X.shape[0]} samples of X are identical in float32, the "
+            "precision skiic trains in (every feature is constant): there is "
+            "nothing to cluster or embed."
         )
     if image_shape is not None:
         offset = np.float32(low)

@@ -107,6 +107,8 @@ def check_input(estimator, X, *, reset):
     )
     image_shape = _image_shape(estimator, given_shape, X.shape[1], reset)
     _check_float32_range(X)
+    if reset:
+        _warn_float32_precision(X)
     return np.ascontiguousarray(X, dtype=np.float32), image_shape
 
 
@@ -124,6 +126,33 @@ def _flatten_images(X):
     # Not reshape(n, -1): numpy cannot infer -1 for zero samples, and
     # validate_data should report the empty array in its own words.
     return X.reshape(X.shape[0], int(np.prod(shape))), shape
+
+
+# A feature whose range spans fewer float32 steps than this at its magnitude
+# loses most of its detail in the cast (2**8: 256 levels from min to max).
+_FLOAT32_LEVELS = 2**8
+
+
+def _warn_float32_precision(X):
+    """Warn about float64 features that float32 cannot resolve, such as
+    ``1e6 + 1e-3 * x``: after the cast they are (nearly) constant."""
+    if X.dtype != np.float64 or not X.size:
+        return
+    low, high = X.min(axis=0), X.max(axis=0)
+    magnitude = np.maximum(np.abs(low), np.abs(high))
+    step = magnitude * np.finfo(np.float32).eps  # float32's spacing there
+    coarse = (high > low) & (high - low < _FLOAT32_LEVELS * step)
+    if coarse.any():
+        j = int(np.flatnonzero(coarse)[0])
+        warnings.warn(
+            f"{int(coarse.sum())} of the {X.shape[1]} features of X vary too "
+            f"little for float32 at their magnitude (feature {j}: values near "
+            f"{magnitude[j]:.6g} spread over {high[j] - low[j]:.3g}, fewer than "
+            f"{_FLOAT32_LEVELS} float32 steps); skiic trains in float32. Centre "
+            "X first, e.g. with StandardScaler or X - X.mean(axis=0).",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _check_float32_range(X):

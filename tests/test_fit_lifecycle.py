@@ -90,6 +90,17 @@ def test_identical_samples_are_rejected_before_training(make, X):
 
 
 @each_estimator
+def test_detail_that_float32_cannot_hold_is_named(make, blobs):
+    """1e6 + 1e-3 x: distinct in float64, one value in float32."""
+    with pytest.warns(UserWarning, match="2 of the 2 features of X vary too little"):
+        with pytest.raises(ValueError, match="identical in float32"):
+            make(module=_MustNotRun()).fit(1e6 + 1e-3 * blobs[:, :2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ordinary data: no such warning
+        make(max_epochs=1).fit(blobs * 1e3 + 1e4)
+
+
+@each_estimator
 def test_values_beyond_float32_are_rejected(make, blobs):
     with pytest.raises(ValueError, match="beyond float32's range.*Rescale"):
         make(module=_MustNotRun()).fit(blobs * 1e300)
