@@ -146,7 +146,9 @@ class AutoEncoderEmbedder(
         joblib and Dask give their workers, capped by CPU affinity and cgroup
         quotas) less those other processes keep busy when the fit starts, at
         least 1, so that a busy machine does not slow training down many
-        times over. ``None`` leaves torch's setting alone.
+        times over. ``None`` leaves torch's setting alone. With ``devices``,
+        the processes on CPUs share these threads equally (at least one
+        each); with ``"process_group"`` each process takes them.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, the batches, the augmentations and the
         validation split. Runs on the CPU with the same seed and number of

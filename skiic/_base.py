@@ -293,12 +293,21 @@ class _BaseDeepEstimator(BaseEstimator):
                     ),
                 )
                 return self._fit_core(X, plan, device=device)
+        where = f"{type(self).__name__}: {X.shape[0]} samples, {_describe(plan)}"
         if self.devices == "process_group":
             parallel = _distributed.process_group_parallel()
-            return self._fit_core(
-                X, plan, device=self._rank_device(), parallel=parallel
-            )
-        return _distributed.spawn(_fit_core_in_process, self.devices, (self, X, plan))
+            device = self._rank_device()
+            if parallel.rank == 0:
+                _engine.log(self.verbose, f"{where}, {parallel.world_size} processes")
+            with _device.torch_threads(self.n_threads):
+                return self._fit_core(X, plan, device=device, parallel=parallel)
+        devices = _distributed.check_devices(self.devices)
+        _engine.log(self.verbose, f"{where}, on {', '.join(str(d) for d in devices)}")
+        # The CPU processes share this process's threads (n_threads resolved).
+        threads = _device.resolve_threads(self.n_threads, torch.get_num_threads())
+        return _distributed.spawn(
+            _fit_core_in_process, devices, (self, X, plan), threads=threads
+        )
 
     def _fits_on_cpu(self) -> bool:
         """Whether this fit trains on CPUs (``device``, or the ``devices``)."""

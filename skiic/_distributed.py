@@ -291,9 +291,11 @@ def check_devices(devices) -> list[torch.device]:
     return parsed
 
 
-def spawn(target, devices, args):
+def spawn(target, devices, args, *, threads=None):
     """Run ``target(*args, device=..., parallel=...)`` in one process per device.
 
+    The processes on the CPU share ``threads`` torch threads (by default the
+    machine's cores), each taking an equal part, at least one.
     Returns what the process of rank 0 returned, or raises what it raised.
     The processes are started with the ``spawn`` method, so a script that
     calls ``fit`` with ``devices`` must guard its top level with
@@ -304,7 +306,7 @@ def spawn(target, devices, args):
         try:
             torch.multiprocessing.start_processes(
                 _run_rank,
-                args=(target, devices, args, folder),
+                args=(target, devices, args, folder, threads),
                 nprocs=len(devices),
                 join=True,
                 start_method="spawn",
@@ -320,14 +322,15 @@ def spawn(target, devices, args):
     return value
 
 
-def _run_rank(rank, target, devices, args, folder):
+def _run_rank(rank, target, devices, args, folder, threads=None):
     world_size = len(devices)
     device = devices[rank]
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+        on_cpu = sum(d.type == "cpu" for d in devices)
+        torch.set_num_threads(max(1, (threads or os.cpu_count() or 1) // on_cpu))
     dist.init_process_group(
         backend,
         init_method=Path(folder, "rendezvous").as_uri(),

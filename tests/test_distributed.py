@@ -153,6 +153,31 @@ def test_failure_in_the_processes_reaches_the_caller(blobs):
         model.fit(blobs)
 
 
+class ThreadsBackbone(nn.Module):
+    """Records torch's thread count whenever it runs (returned from rank 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 8)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.linear(x)
+
+
+def test_cpu_processes_share_n_threads_and_verbose_names_them(blobs, capsys):
+    params = dict(PARAMS, max_epochs=1, n_head_inits=0, verbose=1)
+    model = IICClustering(
+        3, module=ThreadsBackbone(), devices=["cpu", "cpu"], n_threads=4, **params
+    ).fit(blobs)
+    assert set(model.module_.backbone.seen) == {2}  # 4 threads over 2 processes
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        "[skiic] IICClustering: 400 samples, vectors of 2 features, on cpu, cpu"
+    )
+
+
 @pytest.mark.parametrize(
     "devices, message",
     [
