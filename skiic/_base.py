@@ -305,8 +305,10 @@ class _BaseDeepEstimator(BaseEstimator):
         _engine.log(self.verbose, f"{where}, on {', '.join(str(d) for d in devices)}")
         # The CPU processes share this process's threads (n_threads resolved).
         threads = _device.resolve_threads(self.n_threads, torch.get_num_threads())
+        # A memmap travels as its file's name and place, not as a copy.
+        shared = _distributed.MemmapFile.of(X)
         return _distributed.spawn(
-            _fit_core_in_process, devices, (self, X, plan), threads=threads
+            _fit_core_in_process, devices, (self, shared, plan), threads=threads
         )
 
     def _fits_on_cpu(self) -> bool:
@@ -683,6 +685,8 @@ def _describe(plan: FitPlan) -> str:
 
 def _fit_core_in_process(estimator, X, plan, *, device, parallel):
     """Entry point of each spawned process: the fit core, on its device."""
+    if isinstance(X, _distributed.MemmapFile):
+        X = X.open()
     return estimator._fit_core(X, plan, device=device, parallel=parallel)
 
 

@@ -23,16 +23,20 @@ initialises the default process group).
 from __future__ import annotations
 
 import datetime
+import mmap
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "MemmapFile",
     "Parallel",
     "SyncBatchNorm",
     "convert_batchnorm",
@@ -289,6 +293,43 @@ def check_devices(devices) -> list[torch.device]:
             )
         parsed = [torch.device("cuda", i) for i in indices]
     return parsed
+
+
+class MemmapFile(NamedTuple):
+    """Where a C-contiguous memmap's rows lie in its file, to open it again in
+    another process: pickling the memmap itself would copy all its rows."""
+
+    filename: str
+    dtype: np.dtype
+    shape: tuple
+    offset: int  # bytes from the file's start to the first row
+
+    @classmethod
+    def of(cls, X):
+        """The file behind ``X``, or ``X`` itself when it is not a file-backed,
+        C-contiguous memmap (or a view of one) whose rows the file holds."""
+        buffer = getattr(X, "_mmap", None)
+        if not (
+            isinstance(X, np.memmap)
+            and isinstance(buffer, mmap.mmap)
+            and X.filename
+            and X.mode != "c"  # copy-on-write: its changes are not in the file
+            and X.flags.c_contiguous
+        ):
+            return X
+        # The mapping starts at the memmap's offset rounded down to the
+        # allocation granularity; a view starts further in.
+        mapped_at = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
+        start = np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
+        here = X.__array_interface__["data"][0]
+        return cls(X.filename, X.dtype, tuple(X.shape), mapped_at + here - start)
+
+    def open(self) -> np.memmap:
+        """The same rows, read-only."""
+        return np.memmap(
+            self.filename, dtype=self.dtype, mode="r", shape=self.shape,
+            offset=self.offset,
+        )  # fmt: skip
 
 
 def spawn(target, devices, args, *, threads=None):

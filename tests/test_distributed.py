@@ -1,5 +1,7 @@
 """Data-parallel training over processes (gloo on CPUs) equals one process."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,27 @@ def test_autoencoder_two_processes_train_like_one(blobs, n_neighbors):
         spread.transform(blobs), single.transform(blobs), rtol=1e-3, atol=1e-3
     )
     assert not any(isinstance(m, SyncBatchNorm) for m in spread.module_.modules())
+
+
+def test_a_memmap_reaches_the_processes_as_its_file(tmp_path):
+    from skiic._distributed import MemmapFile
+
+    rows = np.arange(600, dtype=np.float32).reshape(200, 3)
+    np.save(tmp_path / "X.npy", rows)  # a header before the rows
+    stored = np.load(tmp_path / "X.npy", mmap_mode="r")
+    for view in (stored, stored[7:], stored[7:120]):
+        handle = MemmapFile.of(view)
+        assert isinstance(handle, MemmapFile)
+        opened = pickle.loads(pickle.dumps(handle)).open()
+        assert isinstance(opened, np.memmap)
+        np.testing.assert_array_equal(opened, view)
+    # Not a file's rows: as they are.
+    for other in (rows, stored[:, :2], np.load(tmp_path / "X.npy", mmap_mode="c")):
+        assert MemmapFile.of(other) is other
+
+
+def test_two_processes_on_a_memmap_train_like_one(blobs, single, tmp_path):
+    np.save(tmp_path / "X.npy", blobs)
+    stored = np.load(tmp_path / "X.npy", mmap_mode="r")
+    model = IICClustering(3, random_state=0, devices=["cpu", "cpu"], **PARAMS)
+    assert_same_training(model.fit(stored), single)
