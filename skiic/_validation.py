@@ -80,8 +80,9 @@ def check_input(estimator, X, *, reset):
 
     Returns
     -------
-    X : ndarray of shape (n_samples, n_features), dtype float32
-        Flat samples.
+    X : ndarray of shape (n_samples, n_features)
+        Flat samples: float32, or a C-contiguous memmap's flat view in its
+        stored dtype (converted batch by batch on the device).
     image_shape : tuple of int or None
         ``(C, H, W)`` of image input, ``None`` for vectors. At prediction time
         this is the fitted shape.
