@@ -133,7 +133,9 @@ def _demo(args: argparse.Namespace) -> int:
 def cluster(args: argparse.Namespace, out=None) -> int:
     """Run ``skiic cluster`` with parsed arguments; return the exit status."""
     out = sys.stdout if out is None else out
-    X, labels_true, source = read_data(args.data, key=args.key)
+    X, labels_true, source = read_data(
+        args.data, key=args.key, labels=args.labels is None
+    )
     if args.labels is not None:
         labels_true = read_labels(args.labels, args.data)
         source_labels = args.labels

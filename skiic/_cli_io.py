@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,20 @@ __all__ = ["DATA_SUFFIXES", "InputError", "out_path", "read_data", "read_labels"
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".txt")
 
 
+# What reading a damaged .npz (or one of its compressed members) raises.
+_NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 class InputError(Exception):
     """A problem with the command's input, reported as one line."""
 
 
-def read_data(path: str, *, key: str | None = None):
+def read_data(path: str, *, key: str | None = None, labels: bool = True):
     """Read samples from a .npy, .npz or .csv/.txt file.
 
     Returns ``(X, y, source)``: ``y`` is the npz array ``y`` when the file has
-    one next to the data (else ``None``), ``source`` names what was read.
+    one next to the data and ``labels`` asks for it (else ``None``),
+    ``source`` names what was read.
     ``X`` is a non-empty numeric array of 2 to 4 dimensions; its values (NaN,
     infinity) and its fit to ``--input-shape`` are left to the estimators.
     """
@@ -42,11 +48,13 @@ def read_data(path: str, *, key: str | None = None):
                 )
             X = _member(archive, key, file)
             y = None
-            if "y" in names and key != "y":
+            if labels and "y" in names and key != "y":
                 y = _as_labels(_member(archive, "y", file), f"{path} (array 'y')")
         return _as_samples(X, path), y, f"{path} (array {key!r})"
     if suffix in (".csv", ".txt"):
-        return _as_samples(_load_text(file), path), None, path
+        data, header = _load_text(file)
+        source = f"{path} (its first line skipped as a header)" if header else path
+        return _as_samples(data, path), None, source
     raise InputError(
         f"cannot read {path}: unsupported file type {suffix or '(none)'!r}; "
         f"use {', '.join(DATA_SUFFIXES)}."
@@ -69,7 +77,7 @@ def read_labels(spec: str, data_path: str):
     if suffix == ".npy":
         labels = _load_npy(file)
     elif suffix in (".csv", ".txt"):
-        labels = _load_text(file)
+        labels, _ = _load_text(file)
     elif suffix == ".npz":
         with _open_npz(file) as archive:
             names = list(archive.files)
@@ -138,7 +146,7 @@ def _open_npz(file: Path):
     _check_magic(file, b"PK", "a NumPy .npz (zip) file")
     try:
         return np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _NPZ_ERRORS as exc:
         raise InputError(f"cannot read {file} as .npz: {exc}") from None
 
 
@@ -146,7 +154,7 @@ def _member(archive, key: str, file: Path):
     """The array ``key`` of an open .npz, read now (a damaged member fails here)."""
     try:
         return archive[key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _NPZ_ERRORS as exc:
         raise InputError(f"cannot read array {key!r} of {file}: {exc}") from None
 
 
@@ -169,11 +177,15 @@ def _load_text(file: Path):
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {file} as text: {exc}") from None
     delimiter = "," if "," in first else None
-    fields = [field.strip() for field in first.split(delimiter) if field.strip()]
-    # Column names: no number among them, or the column numbers 0, 1, ... that
-    # pandas writes for a frame without names (``to_csv(index=False)``).
+    raw = [field.strip() for field in first.split(delimiter)]
+    fields = [field for field in raw if field]
+    # Column names: no number among them, or the column numbers 0, 1, 2, ...
+    # that pandas writes for a frame without names (``to_csv(index=False)``;
+    # at least three, as a first sample of two binary features reads "0,1").
     header = not any(_is_number(field) for field in fields) or (
-        len(fields) > 1 and fields == [str(i) for i in range(len(fields))]
+        delimiter == ","
+        and len(raw) == len(fields) >= 3
+        and fields == [str(i) for i in range(len(fields))]
     )
     try:
         with warnings.catch_warnings():
@@ -183,7 +195,7 @@ def _load_text(file: Path):
         raise InputError(f"cannot read numbers from {file}: {exc}") from None
     if data.size == 0:
         raise InputError(f"{file} holds no data.")
-    return data
+    return data, header
 
 
 def _is_number(text: str) -> bool:

@@ -82,12 +82,34 @@ def test_cluster_csv_with_header_and_flat_images(capsys, tmp_path):
 
 
 def test_csv_of_pandas_column_numbers_skips_them_as_a_header(capsys, tmp_path):
-    X, _ = make_blobs(n_samples=30, centers=2, random_state=0)
+    X, _ = make_blobs(n_samples=30, n_features=3, centers=2, random_state=0)
     path = tmp_path / "frame.csv"
-    np.savetxt(path, X, delimiter=",", header="0,1", comments="")  # to_csv's
+    np.savetxt(path, X, delimiter=",", header="0,1,2", comments="")  # to_csv's
     status, stdout, stderr = run(capsys, "cluster", path, "-k", 2, *FAST)
     assert status == 0, stderr
-    assert "30 samples, vectors of 2 features" in stdout
+    assert "(its first line skipped as a header): 30 samples, vectors of 3" in stdout
+    # Two binary features: a first sample "0,1" is a sample.
+    binary = tmp_path / "binary.csv"
+    np.savetxt(binary, np.tile([[0, 1], [1, 0], [1, 1]], (5, 1)), "%d", delimiter=",")
+    status, stdout, stderr = run(capsys, "cluster", binary, "-k", 2, *FAST)
+    assert status == 0, stderr
+    assert "binary.csv: 15 samples, vectors of 2" in stdout
+    # With pandas' index column (",0,1,2"), the file is refused, not misread.
+    indexed = tmp_path / "indexed.csv"
+    rows = np.c_[np.arange(30), X]
+    np.savetxt(indexed, rows, delimiter=",", header=",0,1,2", comments="")
+    status, _, stderr = run(capsys, "cluster", indexed, "-k", 2, *FAST)
+    assert status == 2 and "cannot read numbers from" in stderr
+
+
+def test_labels_option_replaces_the_npz_y_unread(capsys, tmp_path):
+    X, y = make_blobs(n_samples=30, centers=2, random_state=0)
+    path = tmp_path / "data.npz"
+    np.savez(path, X=X, y=np.eye(2)[y], labels=y)  # its y is one-hot
+    status, stdout, stderr = run(capsys, "cluster", path, "--labels", "labels",
+                                 "-k", 2, *FAST)  # fmt: skip
+    assert status == 0, stderr
+    assert "matched accuracy" in stdout
 
 
 def test_too_many_clusters_for_kmeans_on_codes_is_refused_before_training(
@@ -146,10 +168,15 @@ def bad_inputs(tmp_path):
     X_text = X.astype(str)
     np.save(tmp_path / "strings.npy", X_text)
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # no zip
+    np.savez_compressed(tmp_path / "damaged.npz", X=np.zeros((200, 50)))
+    damaged = bytearray((tmp_path / "damaged.npz").read_bytes())
+    damaged[60:80] = b"\xff" * 20  # inside the compressed member
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
     np.savez(tmp_path / "scalar_y.npz", X=X, y=np.array(5))
     np.savez(tmp_path / "onehot_y.npz", X=X, y=np.eye(2)[y])
     return [
         (["broken.npz"], "cannot read broken.npz as .npz: File is not a zip file"),
+        (["damaged.npz"], "damaged.npz"),
         (["scalar_y.npz"], "(array 'y') must be one column; got shape ()"),
         (["onehot_y.npz"], "(array 'y') must be one column; got shape (20, 2)"),
         (["missing.npy"], "no such file: "),
