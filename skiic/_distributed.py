@@ -299,7 +299,7 @@ class MemmapFile(NamedTuple):
     """Where a C-contiguous memmap's rows lie in its file, to open it again in
     another process: pickling the memmap itself would copy all its rows."""
 
-    filename: str
+    filename: str  # or a path object, as np.memmap keeps it
     dtype: np.dtype
     shape: tuple
     offset: int  # bytes from the file's start to the first row

@@ -31,16 +31,19 @@ __all__ = [
     "InvalidParameterError",
     "StrOptions",
     "_fit_context",
+    "check_counts_not_bool",
     "check_image_shape",
     "check_input",
     "check_n_samples",
-    "check_counts_not_bool",
     "chunked_stats",
     "user_stacklevel",
 ]
 
 # Largest magnitude float32 holds: float64 input beyond it would become inf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A feature that the cast to float32 moves by more than its range over this
+# loses its detail (as if it had fewer than this many levels from min to max).
+_FLOAT32_LEVELS = 2**8
 
 
 def check_counts_not_bool(estimator) -> None:
@@ -50,7 +53,8 @@ def check_counts_not_bool(estimator) -> None:
     train one epoch."""
     for name, constraints in estimator._parameter_constraints.items():
         value = getattr(estimator, name, None)
-        if not isinstance(value, (bool, np.bool_)) or "boolean" in constraints:
+        # (numpy's bools are no Integral: scikit-learn refuses those itself)
+        if not isinstance(value, bool) or "boolean" in constraints:
             continue
         if any(isinstance(c, Interval) and c.type is Integral for c in constraints):
             raise InvalidParameterError(
@@ -129,31 +133,50 @@ def _flatten_images(X):
     return X.reshape(X.shape[0], int(np.prod(shape))), shape
 
 
-# A feature whose range spans fewer float32 steps than this at its magnitude
-# loses most of its detail in the cast (2**8: 256 levels from min to max).
-_FLOAT32_LEVELS = 2**8
+class _Float32Detail:
+    """Per-feature range and float32 rounding error of float64 rows, gathered
+    chunk by chunk, to warn about features such as ``1e6 + 1e-3 * x`` that
+    are (nearly) constant once cast to float32."""
 
+    def __init__(self, n_features: int) -> None:
+        self.low = np.full(n_features, np.inf)
+        self.high = np.full(n_features, -np.inf)
+        self.error = np.zeros(n_features)
 
-def _warn_float32_precision(X):
-    """Warn about float64 features that float32 cannot resolve, such as
-    ``1e6 + 1e-3 * x``: after the cast they are (nearly) constant."""
-    if X.dtype != np.float64 or not X.size:
-        return
-    low, high = X.min(axis=0), X.max(axis=0)
-    magnitude = np.maximum(np.abs(low), np.abs(high))
-    step = magnitude * np.finfo(np.float32).eps  # float32's spacing there
-    coarse = (high > low) & (high - low < _FLOAT32_LEVELS * step)
-    if coarse.any():
+    def add(self, rows) -> None:
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.size:
+            self.low = np.minimum(self.low, rows.min(axis=0))
+            self.high = np.maximum(self.high, rows.max(axis=0))
+            rounded = rows.astype(np.float32).astype(np.float64)
+            self.error = np.maximum(self.error, np.abs(rows - rounded).max(axis=0))
+
+    def warn(self) -> None:
+        spread = self.high - self.low
+        coarse = (spread > 0) & (self.error * _FLOAT32_LEVELS > spread)
+        if not coarse.any():
+            return
         j = int(np.flatnonzero(coarse)[0])
+        magnitude = max(abs(self.low[j]), abs(self.high[j]))
         warnings.warn(
-            f"{int(coarse.sum())} of the {X.shape[1]} features of X vary too "
+            f"{int(coarse.sum())} of the {spread.size} features of X vary too "
             f"little for float32 at their magnitude (feature {j}: values near "
-            f"{magnitude[j]:.6g} spread over {high[j] - low[j]:.3g}, fewer than "
-            f"{_FLOAT32_LEVELS} float32 steps); skiic trains in float32. Centre "
-            "X first, e.g. with StandardScaler or X - X.mean(axis=0).",
+            f"{magnitude:.6g} spread over {spread[j]:.3g}, which float32 rounds "
+            f"by up to {self.error[j]:.3g}); skiic trains in float32. Centre X "
+            "first, e.g. with StandardScaler or X - X.mean(axis=0).",
             UserWarning,
             stacklevel=user_stacklevel(),
         )
+
+
+def _warn_float32_precision(X):
+    """:class:`_Float32Detail`'s warning for a float64 array, read in chunks."""
+    if X.dtype != np.float64 or not X.size:
+        return
+    detail = _Float32Detail(X.shape[1])
+    for start in range(0, X.shape[0], _CHUNK_ROWS):
+        detail.add(X[start : start + _CHUNK_ROWS])
+    detail.warn()
 
 
 def _check_float32_range(X):
@@ -205,13 +228,19 @@ def _check_memmap(estimator, X, *, reset):
         dtype=[np.float64, np.float32],
         ensure_min_features=1,
     )
-    # ... and finiteness on all of it, a chunk at a time.
+    # ... and finiteness on all of it, a chunk at a time (with, at fit, the
+    # detail float64 features keep in float32).
     if X.dtype.kind == "f":
+        detail = _Float32Detail(X.shape[1]) if reset and X.dtype == np.float64 else None
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             chunk = X[start : start + _CHUNK_ROWS]
             if not np.isfinite(chunk).all():
                 raise ValueError("Input X contains NaN or infinity.")
             _check_float32_range(chunk)
+            if detail is not None:
+                detail.add(chunk)
+        if detail is not None:
+            detail.warn()
     return X, _image_shape(estimator, given_shape, X.shape[1], reset)
 
 

@@ -258,8 +258,20 @@ def test_a_memmap_reaches_the_processes_as_its_file(tmp_path):
         assert MemmapFile.of(other) is other
 
 
-def test_two_processes_on_a_memmap_train_like_one(blobs, single, tmp_path):
+def test_two_processes_on_a_memmap_train_like_one(blobs, single, tmp_path, monkeypatch):
+    from skiic import _distributed
+
+    sent, spawn = [], _distributed.spawn
+
+    def recording(target, devices, args, **kwargs):
+        sent.append(args[1])
+        return spawn(target, devices, args, **kwargs)
+
+    monkeypatch.setattr(_distributed, "spawn", recording)
     np.save(tmp_path / "X.npy", blobs)
     stored = np.load(tmp_path / "X.npy", mmap_mode="r")
     model = IICClustering(3, random_state=0, devices=["cpu", "cpu"], **PARAMS)
     assert_same_training(model.fit(stored), single)
+    (handle,) = sent  # the file's place went to the processes, not its rows
+    assert isinstance(handle, _distributed.MemmapFile)
+    assert str(handle.filename) == str(tmp_path / "X.npy")

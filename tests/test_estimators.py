@@ -389,7 +389,7 @@ def test_input_shape_must_match_the_features(case):
         dict(augmentation="strong"),
         dict(n_neighbors=True),
         dict(max_epochs=True),  # bools are not counts (scikit-learn takes 1)
-        dict(batch_size=np.True_),
+        dict(batch_size=True),
         dict(n_threads=True),
         dict(device_memory_limit=False),
     ],

@@ -1,6 +1,7 @@
 """Data larger than the device budget: streamed batches, memmaps, bounded memory."""
 
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from sklearn.datasets import make_blobs
 from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
 from skiic._data import ResidentData, StreamedData, parse_memory, place_data
 from skiic.augment import VectorAugmentation, VirtualAdversarial, nearest_neighbors
+from skiic.exceptions import TrainingError
 from skiic.metrics import matched_accuracy
 from skiic.networks import MLPBackbone
 
@@ -158,6 +160,21 @@ def test_big_endian_memmap_gives_what_the_array_gives(tmp_path, blobs):
     np.testing.assert_array_equal(from_file.labels_, from_array.labels_)
     np.testing.assert_array_equal(from_file.predict(data), from_array.labels_)
     assert from_file.score(data) == pytest.approx(from_array.score(X), abs=1e-6)
+
+
+def test_float64_memmap_detail_lost_in_float32_is_named(tmp_path, blobs):
+    X, _ = blobs
+    path = tmp_path / "near_a_million.npy"
+    np.save(path, 1e6 + 1e-3 * X.astype(np.float64))
+    with pytest.warns(UserWarning, match="vary too little for float32"):
+        # ... after which the samples are one point to the network
+        with pytest.raises(TrainingError, match="collapsed"):
+            IICClustering(4, **FAST).fit(np.load(path, mmap_mode="r"))
+    # Integers near a million are exact in float32: no warning.
+    np.save(path, 1e6 + np.round(X).astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        IICClustering(4, **dict(FAST, max_epochs=1)).fit(np.load(path, mmap_mode="r"))
 
 
 def test_memmap_with_nan_is_rejected(tmp_path):
