@@ -110,15 +110,19 @@ def test_bench_busy(tmp_path, capsys):
     assert TABLE in capsys.readouterr().out
 
 
-def test_bench_streaming(capsys):
+def test_bench_streaming(tmp_path, capsys):
     import bench_streaming
 
-    bench_streaming.main(
-        ["--n-samples", "200", "--seeds", "0", "--max-epochs", "1"]
-        + ["--model", "pca", "--device", "cpu"]
-    )
+    argv = ["--n-samples", "200", "--max-epochs", "1"]  # --seeds: 0 by default
+    methods = run_json(bench_streaming, argv + ["--model", "pca"], tmp_path)
+    assert methods == [
+        "KMeans(10)",
+        "IICClustering(10), resident",
+        "IICClustering(10), streamed",
+    ]
     printed = capsys.readouterr().out
-    assert "resident" in printed and "streamed / resident wall time" in printed
+    assert "streamed / resident wall time, median over 1 seed(s)" in printed
+    assert "| IICClustering(10), streamed | 1 |" in printed
 
 
 def test_bench_vectors(tmp_path, capsys):
