@@ -55,7 +55,8 @@ def main(argv=None):
         rows.append(autoencoder_run(k, seed, args.device, extra, X, y))
 
     command = command_line()
-    summarise(rows, name, device, command)
+    # The embedder's rows time fit, transform and the KMeans after them.
+    summarise(rows, name, device, command, time_label="time")
     ae_rows = [r for r in rows if "fit_seconds" in r]
     fits = ", ".join(f"{r['fit_seconds']:.1f}" for r in ae_rows)
     epochs = ", ".join(str(r["epochs"]) for r in ae_rows)

@@ -20,13 +20,15 @@ import time
 
 from _common import (
     base_parser,
-    baseline_runs,
     command_line,
+    device_name,
     load,
     score_row,
     summarise,
+    timed_run,
     write_json,
 )
+from sklearn.cluster import KMeans
 
 from skiic import IICClustering
 
@@ -48,7 +50,12 @@ def main(argv=None):
     extra = {} if args.max_epochs == "auto" else {"max_epochs": int(args.max_epochs)}
     rows = []
     for seed in args.seeds:
-        rows += baseline_runs(seed, min(50, X[0].size), X.reshape(len(X), -1), y)[:1]
+        rows.append(
+            timed_run(
+                "KMeans(10)", seed, lambda: KMeans(10, n_init=10, random_state=seed),
+                X.reshape(len(X), -1), y,
+            )
+        )  # fmt: skip
         for busy in args.busy:
             for threads in args.threads:
                 n_threads = None if threads == "none" else threads
@@ -75,9 +82,9 @@ def main(argv=None):
                         spinner.join()
                 method = f"IIC n_threads={threads}, {busy} busy"
                 rows.append(score_row(method, seed, seconds, labels, y))
-    summarise(rows, name, "CPU", command_line())
-    if args.json:
-        write_json(args.json, rows, command=command_line())
+    device = device_name(args.device)
+    summarise(rows, name, device, command_line())
+    write_json(args.json, rows, data=name, device=device, command=command_line())
 
 
 if __name__ == "__main__":
