@@ -37,9 +37,10 @@ kmeans_time = time.perf_counter() - start
 # The (n, 1, 8, 8) array tells the estimator that these are images: it builds
 # a small convolutional network, and the second view of every image is a
 # random affine transform with brightness, contrast and noise changes,
-# generated batch-wise on the device. ``max_epochs=50`` halves the default
-# schedule (``"auto"``: about 800 optimiser steps, 100 epochs on the digits)
-# to keep this example within a minute on a CPU; the default scores higher.
+# generated batch-wise on the device. ``max_epochs=50`` shortens the default
+# schedule (``"auto"``: about 560 optimiser steps on a CPU, 80 epochs on the
+# digits; 800 steps on a GPU) to keep this example short on a CPU; the
+# default scores higher.
 start = time.perf_counter()
 iic = IICClustering(n_clusters=10, max_epochs=50, random_state=0).fit(images)
 iic_time = time.perf_counter() - start

@@ -19,8 +19,8 @@ wrong cluster. This example shows what it does change.
 # %%
 # Two fits, without and with the stage
 # ------------------------------------
-# ``max_epochs=50`` halves the default schedule on the digits to keep the
-# example short on a CPU; the stage then trains for 20 more epochs (four
+# ``max_epochs=50`` shortens the default schedule on the digits (80 epochs
+# on a CPU) to keep the example short; the stage then trains for 20 more epochs (four
 # tenths of the main training) at a tenth of the learning rate.
 import time
 
