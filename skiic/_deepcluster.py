@@ -15,7 +15,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from . import _data, _distributed, _engine
+from . import _data, _distributed, _engine, _selflabel
 from ._base import FitPlan, _BaseDeepClusterer, count, large_images, resolve_max_epochs
 from ._device import forked_rng
 from ._kmeans import _sq_distances, assign, kmeans
@@ -625,12 +625,7 @@ def _resolve_self_labelling(self_labelling, max_epochs, *, images):
     and MNIST, and leaves it off for vectors, where it changed nothing (see
     :ref:`deepcluster_self_labelling`).
     """
-    # bool(): numpy's True counts too (a grid built with np.array([True, False])).
-    if isinstance(self_labelling, str):
-        on = self_labelling == "auto" and images
-    else:
-        on = bool(self_labelling)
-    if on:
+    if _selflabel.stage_wanted(self_labelling, auto=images):
         return max(1, round(_SELF_LABEL_FRACTION * max_epochs))
     return 0
 

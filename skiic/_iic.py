@@ -702,9 +702,9 @@ def _resolve_self_labelling(self_labelling, max_epochs):
     "auto" turns it on for no data yet: on the image and vector panels it
     gained nothing (see :ref:`iic_self_labelling`).
     """
-    # bool(): numpy's True counts too (a grid built with np.array([True, False])).
-    on = not isinstance(self_labelling, str) and bool(self_labelling)
-    return _selflabel.self_label_epochs(max_epochs) if on else 0
+    if _selflabel.stage_wanted(self_labelling, auto=False):
+        return _selflabel.self_label_epochs(max_epochs)
+    return 0
 
 
 class _IICResult(NamedTuple):

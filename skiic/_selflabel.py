@@ -22,7 +22,12 @@ from torch import Tensor, nn
 
 from . import _data, _distributed, _engine
 
-__all__ = ["SelfLabelObjective", "confident_samples", "self_label_epochs"]
+__all__ = [
+    "SelfLabelObjective",
+    "confident_samples",
+    "self_label_epochs",
+    "stage_wanted",
+]
 
 # Share of each cluster's samples taken as targets, first and last epoch.
 START, END = 0.5, 0.9
@@ -32,6 +37,15 @@ START, END = 0.5, 0.9
 STEP_FRACTION = 0.4
 # Learning rate of the stage, as a fraction of the estimator's ``lr``.
 LR_FACTOR = 0.1
+
+
+def stage_wanted(self_labelling, *, auto: bool) -> bool:
+    """Whether the ``self_labelling`` parameter asks for the stage; ``auto``
+    is what ``"auto"`` means for this fit. Any truth value counts as a bool
+    (numpy's, from a grid built with ``np.array([True, False])``, too)."""
+    if isinstance(self_labelling, str):
+        return auto
+    return bool(self_labelling)
 
 
 def self_label_epochs(main_epochs: int) -> int:

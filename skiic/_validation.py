@@ -112,9 +112,15 @@ def check_input(estimator, X, *, reset):
     )
     image_shape = _image_shape(estimator, given_shape, X.shape[1], reset)
     _check_float32_range(X)
-    if reset:
-        _warn_float32_precision(X)
-    return np.ascontiguousarray(X, dtype=np.float32), image_shape
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    if reset and X.dtype == np.float64 and X.size:
+        # The detail the cast just lost, a chunk at a time.
+        detail = _Float32Detail(X.shape[1])
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            rows = slice(start, start + _CHUNK_ROWS)
+            detail.add(X[rows], rounded=X32[rows])
+        detail.warn()
+    return X32, image_shape
 
 
 def _flatten_images(X):
@@ -143,13 +149,16 @@ class _Float32Detail:
         self.high = np.full(n_features, -np.inf)
         self.error = np.zeros(n_features)
 
-    def add(self, rows) -> None:
+    def add(self, rows, rounded=None) -> None:
+        """Take float64 ``rows`` in; ``rounded``: their float32 cast, if made."""
         rows = np.asarray(rows, dtype=np.float64)
         if rows.size:
             self.low = np.minimum(self.low, rows.min(axis=0))
             self.high = np.maximum(self.high, rows.max(axis=0))
-            rounded = rows.astype(np.float32).astype(np.float64)
-            self.error = np.maximum(self.error, np.abs(rows - rounded).max(axis=0))
+            if rounded is None:
+                rounded = rows.astype(np.float32)
+            error = np.abs(rows - rounded.astype(np.float64)).max(axis=0)
+            self.error = np.maximum(self.error, error)
 
     def warn(self) -> None:
         spread = self.high - self.low
@@ -167,16 +176,6 @@ class _Float32Detail:
             UserWarning,
             stacklevel=user_stacklevel(),
         )
-
-
-def _warn_float32_precision(X):
-    """:class:`_Float32Detail`'s warning for a float64 array, read in chunks."""
-    if X.dtype != np.float64 or not X.size:
-        return
-    detail = _Float32Detail(X.shape[1])
-    for start in range(0, X.shape[0], _CHUNK_ROWS):
-        detail.add(X[start : start + _CHUNK_ROWS])
-    detail.warn()
 
 
 def _check_float32_range(X):
