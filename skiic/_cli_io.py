@@ -173,20 +173,24 @@ def _load_text(file: Path):
     """Numbers separated by commas (or whitespace), with an optional header."""
     try:
         with open(file, encoding="utf-8") as handle:
-            first = handle.readline()
+            first, second = handle.readline(), handle.readline()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {file} as text: {exc}") from None
     delimiter = "," if "," in first else None
     raw = [field.strip() for field in first.split(delimiter)]
     fields = [field for field in raw if field]
-    # Column names: no number among them, or the column numbers 0, 1, 2, ...
-    # that pandas writes for a frame without names (``to_csv(index=False)``;
-    # at least three, as a first sample of two binary features reads "0,1").
+    # Column names: no number among them (a comment line such as NumPy's
+    # "# names" included), or the column numbers 0, 1, 2, ... that pandas
+    # writes for a frame without names (``to_csv(index=False)``; at least
+    # three, as a first sample of two binary features reads "0,1").
     header = not any(_is_number(field) for field in fields) or (
         delimiter == ","
         and len(raw) == len(fields) >= 3
         and fields == [str(i) for i in range(len(fields))]
     )
+    if header and second.strip():
+        # The samples say how they are separated, whatever the header uses.
+        delimiter = "," if "," in second else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"

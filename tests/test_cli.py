@@ -81,6 +81,18 @@ def test_cluster_csv_with_header_and_flat_images(capsys, tmp_path):
     assert np.load(tmp_path / "found.npy").shape == (40,)  # np.save adds .npy
 
 
+@pytest.mark.parametrize("header", ["digits", "# digits", "pixel values"])
+def test_csv_header_need_not_use_the_samples_separator(capsys, tmp_path, header):
+    """A header without commas over comma-separated samples (NumPy's savetxt
+    writes "# header") is skipped, and the samples are read by their commas."""
+    X, _ = make_blobs(n_samples=30, n_features=3, centers=2, random_state=0)
+    path = tmp_path / "data.csv"
+    np.savetxt(path, X, delimiter=",", header=header, comments="")
+    status, stdout, stderr = run(capsys, "cluster", path, "-k", 2, *FAST)
+    assert status == 0, stderr
+    assert "(its first line skipped as a header): 30 samples, vectors of 3" in stdout
+
+
 def test_csv_of_pandas_column_numbers_skips_them_as_a_header(capsys, tmp_path):
     X, _ = make_blobs(n_samples=30, n_features=3, centers=2, random_state=0)
     path = tmp_path / "frame.csv"
