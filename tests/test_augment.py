@@ -73,18 +73,34 @@ def test_perturbation_has_the_radius_and_raises_the_divergence():
 
 def test_perturbation_is_fixed_by_the_probe_and_sums_over_heads():
     net = _net()
+    torch.manual_seed(1)
+    other = torch.nn.Linear(5, 3)  # a second head group of two sub-heads
     x, radius = torch.randn(8, 5), torch.full((8,), 0.3)
     probe = torch.randn(8, 5)
     vat = VirtualAdversarial()
 
     def two_heads(z):
-        logits = net(z)
-        return [logits, logits[None].expand(2, -1, -1)]
+        logits = other(z)
+        return [net(z), torch.stack([logits, 2 * logits])]
 
     a = vat.perturb(two_heads, x, radius, probe=probe)
     b = vat.perturb(two_heads, x, radius, probe=probe, clean=two_heads(x))
     assert torch.allclose(a, b)
     assert not torch.allclose(a, vat.perturb(two_heads, x, radius))
+    # by hand: one power iteration on the divergence summed over every head
+    step = (probe / probe.norm(dim=1, keepdim=True)).requires_grad_(True)
+    divergence = sum(
+        kl_divergence(c.detach(), m)
+        for c, m in zip(two_heads(x), two_heads(x + vat.xi * step))
+    )
+    (grad,) = torch.autograd.grad(divergence, step)
+    expected = x + 0.3 * grad / grad.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(a, expected, atol=1e-5, rtol=1e-4)
+    # each head group alone points elsewhere
+    for alone in (lambda z: [net(z)], lambda z: two_heads(z)[1:]):
+        assert not torch.allclose(
+            a, vat.perturb(alone, x, radius, probe=probe), atol=1e-3
+        )
 
 
 def test_kl_divergence():

@@ -222,7 +222,8 @@ def test_image_reconstructions_keep_pixel_range(digits):
     assert X_rec.shape == images.shape
     assert -1.0 < X_rec.min() and X_rec.max() < 17.0  # digits' pixels are 0..16
     assert abs(X_rec.mean() - images.mean()) < 0.5
-    assert -model.score(images) < images.var()  # better than the mean image
+    # well below the error of the mean image (the pixels' own variance)
+    assert -model.score(images) < 0.6 * images.var(axis=0).mean()
 
 
 @pytest.mark.parametrize("shape", [(-1, 1, 8, 8), (-1, 8, 8)])
@@ -487,6 +488,8 @@ def test_inverse_transform_checks_the_codes(fitted_roll):
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )
 def test_invalid_parameters(params, message):
+    if message.isidentifier():  # scikit-learn's check names the parameter
+        message = f"'{message}' parameter of AutoEncoderEmbedder"
     with pytest.raises(ValueError, match=message):
         AutoEncoderEmbedder(**{**FAST, **params}).fit(
             np.random.default_rng(0).random((20, 2))

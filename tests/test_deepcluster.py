@@ -257,6 +257,16 @@ def test_epoch_begin_reclusters_and_reinitialises_the_head():
     assert objective.labels.shape == (120,) and objective.labels.max() < 6
     counts = torch.bincount(objective.labels, minlength=6).float()
     assert torch.allclose(objective.class_weights, 1 / counts)
+    # the loss is the class-weighted mean cross-entropy
+    assert len(set(counts.tolist())) > 1  # unequal classes: the weights matter
+    weights = objective.class_weights[objective.labels]
+    each = torch.nn.functional.cross_entropy(
+        module(data).float(), objective.labels, reduction="none"
+    )
+    torch.testing.assert_close(
+        objective(module, (torch.arange(120), data)),
+        (each * weights).sum() / weights.sum(),
+    )
     row = trainer.history[-1]
     assert 0 < row["pseudo_label_nmi"] <= 1 and row["kmeans_inertia"] > 0
     assert np.isnan(trainer.history[0]["pseudo_label_nmi"])
@@ -329,6 +339,8 @@ def test_pseudo_classes_must_fit_clusters_and_samples():
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )
 def test_invalid_parameters(params, message):
+    if message.isidentifier():  # scikit-learn's check names the parameter
+        message = f"'{message}' parameter of DeepClusterEstimator"
     with pytest.raises(ValueError, match=message):
         DeepClusterEstimator(**{**FAST, "n_clusters": 3, **params}).fit(
             np.random.default_rng(0).random((20, 2))

@@ -161,6 +161,26 @@ def test_confusion_matrix_with_fewer_clusters_than_classes():
     assert len(set(classes.tolist())) == 3
 
 
+def test_confusion_matrix_puts_the_unmatched_last_by_decreasing_size():
+    # two classes, four clusters: clusters 5 and 6 match; 8 (3 samples) and
+    # 7 (1 sample) are left over, the larger first
+    labels_true = [0] * 6 + [1] * 6
+    labels_pred = [5] * 4 + [7] + [8] + [6] * 4 + [8] * 2
+    _, _, clusters = matched_confusion_matrix(
+        labels_true, labels_pred, return_labels=True
+    )
+    assert clusters.tolist() == [5, 6, 8, 7]
+    # and the same for classes when clusters are fewer: classes 2 (1 sample)
+    # and 3 (3 samples) are left over
+    labels_true = [0] * 4 + [2] + [3] * 3 + [1] * 4
+    labels_pred = [0] * 5 + [1] * 7
+    matrix, classes, _ = matched_confusion_matrix(
+        labels_true, labels_pred, return_labels=True
+    )
+    assert classes.tolist() == [0, 1, 3, 2]
+    assert matrix.tolist() == [[4, 0], [0, 4], [0, 3], [1, 0]]
+
+
 @pytest.mark.parametrize("normalize, axis", [("true", 1), ("pred", 0), ("all", None)])
 def test_confusion_matrix_normalisation(normalize, axis):
     matrix = matched_confusion_matrix(
@@ -201,6 +221,19 @@ def test_scorers_work_in_grid_search():
     ).fit(X, y)
     assert search.best_params_ == {"n_clusters": 3}
     assert search.best_score_ > 0.85
+
+
+def test_scorers_compute_their_metric():
+    """Each scorer gives its own metric of the estimator's predictions (on an
+    imperfect clustering, where the two metrics differ)."""
+    X, y = make_blobs(n_samples=90, centers=3, random_state=0)
+    model = KMeans(2, n_init=2, random_state=0).fit(X)
+    labels = model.predict(X)
+    assert nmi_scorer(model, X, y) == pytest.approx(nmi(y, labels))
+    assert matched_accuracy_scorer(model, X, y) == pytest.approx(
+        matched_accuracy(y, labels)
+    )
+    assert abs(nmi(y, labels) - matched_accuracy(y, labels)) > 0.05
 
 
 def test_public_names():

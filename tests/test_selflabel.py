@@ -60,11 +60,21 @@ def test_batches_are_balanced_over_clusters_and_grow_with_the_epochs():
         module_, device = module, "cpu"
 
     shares = []
-    for _ in range(3):
+    for epoch in range(3):
         objective.on_epoch_begin(Trainer)
         shares.append(objective._share)
         drawn = torch.cat([idx for (idx,), _ in objective.batches(1000, 100, "cpu")])
         assert len(drawn) == 1000
+        # only the chosen targets: each cluster's share of largest margins
+        margin = 2 * x.sum(dim=1).abs()  # the two logits are +-(x0 + x1)
+        cluster = (x.sum(dim=1) < 0).long()
+        expected = set()
+        for c in (0, 1):
+            members = torch.nonzero(cluster == c).squeeze(1)
+            keep = int(np.ceil((0.2 + 0.3 * epoch) * len(members)))
+            order = margin[members].argsort(descending=True)
+            expected |= set(members[order[:keep]].tolist())
+        assert set(drawn.tolist()) <= expected
         from_small = (drawn >= 900).float().mean()
         assert 0.4 < from_small < 0.6
     assert shares == pytest.approx([0.2, 0.5, 0.8], abs=0.01)
@@ -84,6 +94,28 @@ def test_iic_self_labelling_trains_on_confident_samples():
     assert np.array_equal(model.predict(X), model.labels_)
 
 
+@pytest.mark.parametrize("cls", [IICClustering, DeepClusterEstimator])
+def test_the_stage_trains_at_a_tenth_of_lr(cls, monkeypatch):
+    """The main training at ``lr``, the self-labelling stage at a tenth of it,
+    with the stage's objective."""
+    from skiic import _base
+
+    trainings = []
+    train = _base._engine.train
+
+    def spy(module, objective, **kwargs):
+        trainings.append((type(objective).__name__, kwargs["lr"]))
+        return train(module, objective, **kwargs)
+
+    monkeypatch.setattr(_base._engine, "train", spy)
+    X, _ = bar_images((1, 8, 8))
+    params = dict(device="cpu", random_state=0, max_epochs=5, lr=0.004)
+    cls(3, self_labelling=True, **params).fit(X)
+    *main, stage = trainings
+    assert main and all(lr == 0.004 for _, lr in main)
+    assert stage == ("SelfLabelObjective", pytest.approx(0.0004))
+
+
 def test_iic_without_self_labelling_has_no_stage():
     X, _ = bar_images((1, 8, 8))
     model = IICClustering(3, self_labelling=False, **FAST).fit(X)
@@ -91,12 +123,31 @@ def test_iic_without_self_labelling_has_no_stage():
     assert len(model.history_) == FAST["max_epochs"]
 
 
-def test_vector_self_labelling_uses_adversarial_views():
+def test_vector_self_labelling_uses_adversarial_views(monkeypatch):
+    """The stage trains on the samples' adversarial views: one more
+    perturbation per stage step than the same fit without the stage."""
+    from skiic.augment import VirtualAdversarial
+
+    calls = []
+    perturb = VirtualAdversarial.perturb
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return perturb(self, *args, **kwargs)
+
+    monkeypatch.setattr(VirtualAdversarial, "perturb", counting)
     X = np.vstack([np.random.default_rng(0).normal(c, 0.3, (60, 2)) for c in (0, 3)])
-    model = IICClustering(
-        2, self_labelling=True, **dict(FAST, max_epochs=10, n_neighbors=0)
-    ).fit(X)
-    assert sum("confident" in epoch for epoch in model.history_) == 4
+    params = dict(FAST, max_epochs=10, n_neighbors=0)
+    without = IICClustering(2, self_labelling=False, **params).fit(X)
+    n_without, calls[:] = len(calls), []
+    model = IICClustering(2, self_labelling=True, **params).fit(X)
+    stage = sum("confident" in epoch for epoch in model.history_)
+    assert stage == 4
+    # 120 samples: one step per epoch
+    assert len(calls) - n_without == stage
+    assert not np.array_equal(
+        model.predict_proba(X), without.predict_proba(X)
+    )  # the stage trained the network
     assert matched_accuracy(np.repeat([0, 1], 60), model.labels_) == 1.0
 
 

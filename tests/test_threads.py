@@ -66,10 +66,31 @@ def test_thread_resolution(monkeypatch, n_threads, current, machine, busy, expec
     assert _device.resolve_threads(n_threads, current) == expected
 
 
-def test_busy_elsewhere_reads_a_count():
+def test_busy_elsewhere_reads_a_count(monkeypatch):
     # taken at import, before conftest's quiet-machine stand-in replaces it
     assert REAL_BUSY_ELSEWHERE() >= 0
     assert _device._own_running_threads() >= 1
+    # the fourth field of /proc/loadavg counts runnable threads, ours included
+    import io
+
+    def fake_open(path, *args, **kwargs):
+        assert path == "/proc/loadavg"
+        return io.StringIO("1.52 1.20 0.98 7/301 12345\n")
+
+    monkeypatch.setattr(_device, "open", fake_open, raising=False)
+    monkeypatch.setattr(_device, "_own_running_threads", lambda: 2)
+    monkeypatch.setattr(_device, "_LAST_READING", [float("-inf"), 0])
+    assert REAL_BUSY_ELSEWHERE() == 5
+    # the reading is reused for a second
+    monkeypatch.setattr(_device, "_own_running_threads", lambda: 7)
+    assert REAL_BUSY_ELSEWHERE() == 5
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(_device, "open", no_proc, raising=False)
+    monkeypatch.setattr(_device, "_LAST_READING", [float("-inf"), 0])
+    assert REAL_BUSY_ELSEWHERE() == 0
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
@@ -91,12 +112,13 @@ def test_fit_trains_with_its_threads_and_restores_the_callers(cls, X):
     assert torch.get_num_threads() == 2
 
 
-def test_none_leaves_torchs_setting(X):
-    torch.set_num_threads(1)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_none_leaves_torchs_setting(X, threads):
+    torch.set_num_threads(threads)
     module = _CountThreads()
     model = IICClustering(3, max_epochs=1, device="cpu", n_threads=None, module=module)
     model.fit(X)
-    assert set(model.module_.backbone.seen) == {1}
+    assert set(model.module_.backbone.seen) == {threads}
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
