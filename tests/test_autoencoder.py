@@ -306,6 +306,18 @@ def test_early_stopping_stops_early_and_keeps_the_best_epoch():
     assert np.allclose(best_epoch_model.transform(X), model.transform(X), atol=1e-5)
 
 
+def test_tol_is_the_relative_decrease_that_counts(roll):
+    """An improvement must lower the held-out error by ``tol`` of its best:
+    with tol=1 nothing after the first epoch counts, with tol=0 any decrease."""
+    params = dict(FAST, early_stopping=True, n_iter_no_change=2, max_epochs=12)
+    strict = AutoEncoderEmbedder(2, tol=1.0, **params).fit(roll)
+    assert strict.n_iter_ == 3  # the first epoch, then two without improvement
+    valid = (
+        AutoEncoderEmbedder(2, tol=0.0, **params).fit(roll).history_[:, "valid_loss"]
+    )
+    assert len(valid) > 3 and min(valid[1:]) < valid[0]
+
+
 def test_early_stopping_records_valid_loss_only_when_on(roll):
     model = AutoEncoderEmbedder(2, early_stopping=True, **FAST).fit(roll)
     assert all("valid_loss" in epoch for epoch in model.history_)
