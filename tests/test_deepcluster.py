@@ -272,6 +272,25 @@ def test_epoch_begin_reclusters_and_reinitialises_the_head():
     assert np.isnan(trainer.history[0]["pseudo_label_nmi"])
 
 
+def test_final_partition_keeps_the_best_of_ten_kmeans_runs(blobs, monkeypatch):
+    """Every epoch's k-means starts once; the final partition of the trained
+    features is the best of 10 initialisations."""
+    from skiic import _deepcluster
+
+    starts = []
+    kmeans = _deepcluster.kmeans
+
+    def spy(*args, **kwargs):
+        starts.append(kwargs.get("n_init", 1))
+        return kmeans(*args, **kwargs)
+
+    monkeypatch.setattr(_deepcluster, "kmeans", spy)
+    X, _ = blobs
+    DeepClusterEstimator(4, **dict(FAST, max_epochs=3)).fit(X)
+    assert starts[-1] == 10
+    assert len(starts) >= 2 and all(n == 1 for n in starts[:-1])
+
+
 @pytest.mark.parametrize("k", [2, 5, 17])
 def test_nmi_matches_sklearn(k):
     rng = np.random.default_rng(k)

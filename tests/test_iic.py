@@ -493,6 +493,35 @@ def test_wide_vectors_are_clustered_through_the_projection():
     assert matched_accuracy(y, model.labels_) >= 0.95
 
 
+def test_projection_and_fresh_heads_use_a_bounded_sample(monkeypatch):
+    """The principal axes come from at most _PCA_ROWS rows and the fresh heads
+    are fitted on at most _HEAD_FIT_SAMPLES samples, whatever n (shrunk here
+    to 60 and 64 of 200)."""
+    from sklearn.decomposition import PCA
+
+    from skiic import _base, _iic_heads
+
+    rows, samples = [], []
+    fit, fit_heads = PCA.fit, _iic_heads._fit_heads
+
+    def spy_fit(self, X, *args, **kwargs):
+        rows.append(X.shape[0])
+        return fit(self, X, *args, **kwargs)
+
+    def spy_heads(heads, firsts, partners, **kwargs):
+        samples.append(firsts.shape[1])
+        return fit_heads(heads, firsts, partners, **kwargs)
+
+    monkeypatch.setattr(PCA, "fit", spy_fit)
+    monkeypatch.setattr(_base, "_PCA_ROWS", 60)
+    monkeypatch.setattr(_iic_heads, "_fit_heads", spy_heads)
+    monkeypatch.setattr(_iic_heads, "_HEAD_FIT_SAMPLES", 64)
+    X = np.random.default_rng(0).random((200, 120))  # projected: >= 100 features
+    model = IICClustering(3, **dict(FAST, n_head_inits=4)).fit(X)
+    assert rows == [60] and samples == [64]
+    assert model.head_losses_.shape == (2 + 4,)
+
+
 @pytest.mark.parametrize(
     ("X", "pca_components", "message"),
     [
