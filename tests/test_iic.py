@@ -349,7 +349,8 @@ def test_grid_search_with_labels(blobs):
         scoring=matched_accuracy_scorer,
         cv=2,
     ).fit(X, y)
-    assert search.best_score_ > 0.8
+    # every setting separates these blobs (1.0 on this machine)
+    assert np.all(search.cv_results_["mean_test_score"] >= 0.95)
 
 
 def test_grid_search_reaches_inside_the_augmentation(blobs):
