@@ -22,13 +22,12 @@ from _common import (
     base_parser,
     command_line,
     device_name,
+    kmeans_run,
     load,
     score_row,
     summarise,
-    timed_run,
     write_json,
 )
-from sklearn.cluster import KMeans
 
 from skiic import IICClustering
 
@@ -50,12 +49,7 @@ def main(argv=None):
     extra = {} if args.max_epochs == "auto" else {"max_epochs": int(args.max_epochs)}
     rows = []
     for seed in args.seeds:
-        rows.append(
-            timed_run(
-                "KMeans(10)", seed, lambda: KMeans(10, n_init=10, random_state=seed),
-                X.reshape(len(X), -1), y,
-            )
-        )  # fmt: skip
+        rows.append(kmeans_run(seed, X.reshape(len(X), -1), y))
         for busy in args.busy:
             for threads in args.threads:
                 n_threads = None if threads == "none" else threads

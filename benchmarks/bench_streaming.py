@@ -25,13 +25,12 @@ from _common import (
     base_parser,
     command_line,
     device_name,
+    kmeans_run,
     load,
     score_row,
     summarise,
-    timed_run,
     write_json,
 )
-from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from skiic import IICClustering
@@ -63,12 +62,7 @@ def main(argv=None):
             source[:] = X
             source.flush()
         for seed in args.seeds:
-            rows.append(
-                timed_run(
-                    "KMeans(10)", seed, lambda: KMeans(10, n_init=10, random_state=seed),
-                    flat, y,
-                )
-            )  # fmt: skip
+            rows.append(kmeans_run(seed, flat, y))
             runs = {}
             for path, limit in [("resident", "auto"), ("streamed", 0)]:
                 model = IICClustering(
