@@ -49,12 +49,24 @@ def test_digits_images_beat_kmeans(digits):
 
 def test_flat_digits_with_vector_defaults(digits):
     """The vector road, every default: the 64 pixels as a plain 2-D array, well
-    above KMeans' 0.79 (0.944 median over five seeds on the panel)."""
+    above KMeans' 0.79.
+
+    The floor is what the defaults give on any CPU, not the panel's median
+    (0.947). Fits land in one of two partitions: 0.93 to 0.95, or one pair of
+    digits confused, 0.86 to 0.88, which the IIC loss does not tell apart
+    (seed 0: -6.655 at 0.875 with 2 threads, -6.610 at 0.931 with one).
+    Seeds 0 to 2 on an Intel Xeon (AVX-512) gave 0.875, 0.934 and 0.879 with
+    2 threads and 0.931, 0.861 and 0.949 with one; with one thread and AVX2
+    kernels 0.939, 0.949 and 0.936. A second pair confused (about 0.80) fails.
+    """
     X, y = digits
     model = IICClustering(10, random_state=0)
     labels = model.fit_predict(X)
     assert model.input_shape_ is None  # vectors: no image road taken
-    assert matched_accuracy(y, labels) >= 0.88
+    kmeans = KMeans(10, n_init=10, random_state=0).fit(X)
+    accuracy = matched_accuracy(y, labels)
+    assert accuracy >= 0.84
+    assert accuracy > matched_accuracy(y, kmeans.labels_) + 0.05
     assert np.array_equal(model.predict(X), labels)
 
 
