@@ -68,12 +68,15 @@ def test_digits_codes_keep_the_cluster_structure(digits):
     kmeans = KMeans(10, n_init=10, random_state=0)
     embedder = AutoEncoderEmbedder(10, max_epochs=50, device="cpu", random_state=0)
     labels = make_pipeline(embedder, kmeans).fit_predict(X.reshape(-1, 1, 8, 8))
-    # Seeds 0-7, oneDNN limited to AVX2, one thread: accuracy 0.778 to 0.873
-    # (median 0.817), NMI 0.781 to 0.833; the floors keep a margin of 0.05
-    # below the worst seed, for other CPUs and thread counts. That the codes
-    # do not reliably beat the pixels is a known weakness of the autoencoder.
+    # Seeds 0-7, one thread: on an AMD EPYC with oneDNN limited to AVX2,
+    # accuracy 0.778 to 0.873 (median 0.817) and NMI 0.781 to 0.833; on an
+    # Intel Xeon, with and without that limit, accuracy 0.755 to 0.880 and
+    # NMI 0.726 to 0.810 (seed 0 there: NMI 0.748 to 0.762). The floors keep
+    # a margin of about 0.03 below the worst of these 24 fits, for other CPUs
+    # and thread counts. That the codes do not reliably beat the pixels is a
+    # known weakness of the autoencoder.
     assert matched_accuracy(y, labels) > 0.72
-    assert nmi(y, labels) > 0.73
+    assert nmi(y, labels) > 0.70
 
 
 def test_denoising_removes_noise():
