@@ -40,3 +40,15 @@ def digits():
     from sklearn.datasets import load_digits
 
     return load_digits(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def digits_kmeans_accuracy(digits):
+    """Matched accuracy of ``KMeans(10, n_init=10)`` on the 64 digit pixels
+    (about 0.79): the baseline the quality tests must clear."""
+    from sklearn.cluster import KMeans
+
+    from skiic.metrics import matched_accuracy
+
+    X, y = digits
+    return matched_accuracy(y, KMeans(10, n_init=10, random_state=0).fit(X).labels_)
