@@ -639,13 +639,17 @@ def fit_scaling(X, image_shape) -> Scaling:
 _PCA_ROWS = 50_000
 
 
-def principal_projection(X, scaling: Scaling, n_components: int, seed: int) -> Scaling:
+def principal_projection(
+    X, scaling: Scaling, n_components: int, seed: int, *, min_share: float = 0.0
+) -> Scaling:
     """``scaling`` followed by a projection on the first ``n_components``
     principal axes of the scaled vectors ``X``.
 
     The axes come from at most ``_PCA_ROWS`` rows drawn with ``seed``; the
     projected vectors are centred and divided by one global scalar, the root
     mean variance of the components, as :func:`fit_scaling` does for vectors.
+    Where the axes hold less than ``min_share`` of the variance, ``scaling``
+    comes back unchanged: no projection.
     """
     from sklearn.decomposition import PCA
 
@@ -655,6 +659,8 @@ def principal_projection(X, scaling: Scaling, n_components: int, seed: int) -> S
         rows = np.sort(rng.choice(X.shape[0], _PCA_ROWS, replace=False))
     sample = (np.asarray(X[rows], dtype=np.float32) - scaling.offset) / scaling.scale
     pca = PCA(n_components, random_state=int(seed)).fit(sample)
+    if pca.explained_variance_ratio_.sum() < min_share:
+        return scaling
     spread = np.sqrt(np.mean(pca.explained_variance_))
     if not np.isfinite(spread) or spread <= np.finfo(np.float32).tiny:
         spread = 1.0

@@ -44,6 +44,9 @@ _AUTO_CANDIDATES, _CANDIDATE_FRACTION = 3, 0.2
 # pca_components="auto": vectors of at least this many features are projected
 # on this many principal axes (the vector panel).
 _AUTO_PCA_FROM, _AUTO_PCA_COMPONENTS = 100, 50
+# ... when these axes hold at least this share of the variance; wide vectors
+# whose variance is spread (many noise features) keep every feature.
+_AUTO_PCA_MIN_SHARE = 0.75
 
 
 class IICClustering(
@@ -116,7 +119,9 @@ class IICClustering(
         ``VirtualAdversarial()`` for vectors (with ``n_neighbors="auto"``:
         below 5,000 samples the adversarial view of one of the sample's 10
         nearest neighbours, from 5,000 on the sample's own; the table behind
-        this rule is in :ref:`iic_why_the_defaults`);
+        this rule is in :ref:`iic_why_the_defaults`;
+        ``VirtualAdversarial(noise_floor=True)`` for wide vectors kept
+        whole, see ``pca_components``);
         ``None``: no augmentation (then ``n_neighbors`` must be positive).
         The settings of skiic's augmentation objects are parameters of the
         estimator too, for grid searches: ``augmentation__eps``.
@@ -137,8 +142,11 @@ class IICClustering(
         neighbour search and the adversarial views work in the projection.
         ``None`` keeps every feature. ``"auto"``: 50 (or one less than the
         number of samples, if fewer) for vectors of 100 features or more
-        (flattened images such as MNIST's 784 pixels), else ``None`` (see
-        :ref:`iic_why_the_defaults`). Images keep their pixels.
+        (flattened images such as MNIST's 784 pixels) when these axes hold at
+        least 75 % of the variance, else ``None`` (see
+        :ref:`iic_why_the_defaults`). Wide vectors kept whole (100 features
+        or more, unprojected) get ``VirtualAdversarial(noise_floor=True)``
+        views under ``augmentation="auto"``. Images keep their pixels.
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -337,13 +345,14 @@ class IICClustering(
         """The base scaling, then, for wide vectors, a projection on their
         principal axes (``pca_components``)."""
         scaling = super()._fit_scaling(X, image_shape)
-        n_components = self.pca_components
+        n_components, min_share = self.pca_components, 0.0
         if n_components == "auto":
             wide = image_shape is None and X.shape[1] >= _AUTO_PCA_FROM
             # Fewer samples than axes (a small fold of wide data): the n - 1
             # axes that centred samples span (an n-th would be noise).
             n_axes = min(_AUTO_PCA_COMPONENTS, max(1, X.shape[0] - 1))
             n_components = n_axes if wide else None
+            min_share = _AUTO_PCA_MIN_SHARE
         if n_components is None:
             return scaling
         if image_shape is not None:
@@ -356,11 +365,22 @@ class IICClustering(
                 f"pca_components={n_components} is more than the data has: "
                 f"{X.shape[0]} samples of {X.shape[1]} features."
             )
-        return principal_projection(X, scaling, n_components, self._seeds()[0])
+        return principal_projection(
+            X, scaling, n_components, self._seeds()[0], min_share=min_share
+        )
 
     def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
         augment = self._resolve_augmentation(image_shape)
+        if (
+            self.augmentation == "auto"
+            and image_shape is None
+            and X.shape[1] >= _AUTO_PCA_FROM
+            and scaling.projection is None
+        ):
+            # Wide vectors the network sees whole: a step length beyond the
+            # distance that noise features add to every pair.
+            augment = VirtualAdversarial(noise_floor=True)
         n_neighbors = self._resolve_neighbors(n_samples, image_shape)
         if (
             self.n_neighbors == "auto"

@@ -73,8 +73,9 @@ class _Settings:
         Examples
         --------
         >>> from skiic.augment import VirtualAdversarial
-        >>> VirtualAdversarial().set_params(eps=0.25)
-        VirtualAdversarial(eps=0.25, n_neighbors=10, xi=10.0, weight=10.0)
+        >>> vat = VirtualAdversarial().set_params(eps=0.25)
+        >>> vat.eps, vat.weight
+        (0.25, 10.0)
         """
         names = self._setting_names()
         unknown = sorted(set(params) - set(names))
@@ -383,7 +384,7 @@ class VectorAugmentation(_Settings):
 
 
 class VirtualAdversarial(_Settings):
-    """Virtual adversarial second views (VAT), as in IMSAT.
+    r"""Virtual adversarial second views (VAT), as in IMSAT.
 
     The second view of a sample ``x`` is ``x + r``, where ``r`` points in the
     direction that most changes the network's cluster probabilities (one
@@ -415,6 +416,15 @@ class VirtualAdversarial(_Settings):
         scaled input (IMSAT's value).
     weight : float, default=10.0
         Weight of the divergence term against the IIC loss.
+    noise_floor : bool, default=False
+        Measure the length beyond the nearest neighbour: ``eps`` times
+        :math:`\sqrt{d_k^2 - d_1^2}`, where :math:`d_k` is the distance to the
+        ``n_neighbors``-th neighbour and :math:`d_1` to the nearest. Features
+        that carry only noise add about the same squared length to every
+        distance, so the difference keeps the part that tells neighbours
+        apart. :class:`~skiic.IICClustering` turns it on for wide vectors
+        (100 features or more) that reach the network unprojected (see
+        ``pca_components``).
 
     Examples
     --------
@@ -433,6 +443,7 @@ class VirtualAdversarial(_Settings):
         n_neighbors: int = 10,
         xi: float = 10.0,
         weight: float = 10.0,
+        noise_floor: bool = False,
     ) -> None:
         for name, value in (("eps", eps), ("xi", xi)):
             if not (_finite_number(value) and value > 0):
@@ -448,17 +459,21 @@ class VirtualAdversarial(_Settings):
             )
         self.eps = eps
         self.n_neighbors = n_neighbors
+        if not isinstance(noise_floor, bool):
+            raise ValueError(f"noise_floor must be True or False; got {noise_floor!r}.")
         self.xi = xi
         self.weight = weight
+        self.noise_floor = noise_floor
 
     def radius(self, data, neighbors: Tensor | None = None) -> Tensor:
-        """Length of each sample's perturbation (float32, on the data's device).
+        r"""Length of each sample's perturbation (float32, on the data's device).
 
         ``data`` is a tensor or a data source, as for :func:`nearest_neighbors`;
         with fewer than ``n_neighbors + 1`` samples the farthest one counts.
         ``neighbors``, each sample's nearest neighbours (nearest first, at
         least that many), saves the search when already found; the distance
-        is measured on the rows either way.
+        is measured on the rows either way. With ``noise_floor`` the length
+        is ``eps`` times :math:`\sqrt{d_k^2 - d_1^2}`.
         """
         from ._data import distances_to
 
@@ -467,7 +482,11 @@ class VirtualAdversarial(_Settings):
         )
         if neighbors is None:
             neighbors = nearest_neighbors(data, k)
-        return self.eps * distances_to(data, neighbors[:, k - 1])
+        far = distances_to(data, neighbors[:, k - 1])
+        if self.noise_floor:
+            near = distances_to(data, neighbors[:, 0])
+            far = (far.square() - near.square()).clamp_min(0).sqrt()
+        return self.eps * far
 
     def _radius_rank(self, n_samples: int) -> int:
         """Which neighbour's distance sets the length, among ``n_samples``."""

@@ -45,6 +45,24 @@ def test_radius_is_eps_times_the_distance_to_the_kth_neighbour():
     assert VirtualAdversarial(n_neighbors=10, eps=1.0).radius(X[:2]).tolist() == [1, 1]
 
 
+def test_noise_floor_radius_is_the_length_beyond_the_nearest_neighbour():
+    """eps * sqrt(d_k^2 - d_1^2), with the distances of scikit-learn's search;
+    noise features shared by all pairs add to both and cancel."""
+    X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    dist = NearestNeighbors(n_neighbors=4).fit(X).kneighbors(X)[0]
+    radius = VirtualAdversarial(eps=0.5, n_neighbors=3, noise_floor=True).radius(
+        torch.from_numpy(X)
+    )
+    expected = 0.5 * np.sqrt(dist[:, 3] ** 2 - dist[:, 1] ** 2)
+    np.testing.assert_allclose(radius.numpy(), expected, rtol=1e-4, atol=1e-5)
+    # on a line: second-nearest minus nearest, in quadrature
+    line = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    floored = VirtualAdversarial(eps=1.0, n_neighbors=2, noise_floor=True)
+    np.testing.assert_allclose(
+        floored.radius(line).numpy(), np.sqrt([9 - 1, 4 - 1, 9 - 4, 36 - 16]), rtol=1e-6
+    )
+
+
 def _net():
     torch.manual_seed(0)
     return torch.nn.Sequential(
@@ -123,6 +141,7 @@ def test_kl_divergence():
         (dict(weight=False), "weight must be a non-negative number"),
         (dict(n_neighbors=0), "n_neighbors must be a positive integer"),
         (dict(n_neighbors=2.5), "n_neighbors must be a positive integer"),
+        (dict(noise_floor=1), "noise_floor must be True or False"),
     ],
 )
 def test_invalid_parameters(params, message):
@@ -134,7 +153,8 @@ def test_repr_and_equality():
     vat = VirtualAdversarial(eps=0.25)
     assert (
         repr(vat)
-        == "VirtualAdversarial(eps=0.25, n_neighbors=10, xi=10.0, weight=10.0)"
+        == "VirtualAdversarial(eps=0.25, n_neighbors=10, xi=10.0, weight=10.0, "
+        "noise_floor=False)"
     )
     assert vat == VirtualAdversarial(eps=0.25) != VirtualAdversarial()
 

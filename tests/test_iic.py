@@ -12,6 +12,7 @@ from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skiic import IICClustering
 from skiic.augment import VirtualAdversarial
@@ -467,6 +468,32 @@ def test_wide_vectors_train_on_their_principal_axes(n_features, width):
     assert model.module_.backbone.layers[0].in_features == width
     assert (model._projection is None) == (width == n_features)
     assert np.array_equal(model.predict(X), model.labels_)
+
+
+def test_wide_vectors_of_spread_variance_keep_every_feature():
+    """pca_components="auto" does not project wide vectors whose 50 principal
+    axes hold less than 75 % of the variance (standardised noise features):
+    the network sees every feature, and the adversarial step is measured
+    beyond the nearest neighbour (noise_floor=True). The same blobs
+    unstandardised (variance in the five blob features) are projected, with
+    the plain step."""
+    X, _ = _wide_blobs(120)
+    spread = StandardScaler().fit_transform(X).astype(np.float32)
+    assert PCA(50).fit(spread).explained_variance_ratio_.sum() < 0.75
+    short = dict(FAST, max_epochs=1, n_heads=1)
+    model = IICClustering(4, **short).fit(spread)
+    assert model._projection is None
+    assert model.module_.backbone.layers[0].in_features == 120
+    assert model._augment == VirtualAdversarial(noise_floor=True)
+    assert np.array_equal(model.predict(spread), model.labels_)
+    model = IICClustering(4, **short).fit(X)
+    assert model._projection.shape == (120, 50)
+    assert model._augment == VirtualAdversarial()
+    # an explicit augmentation is used as given
+    model = IICClustering(4, augmentation=VirtualAdversarial(), **short).fit(spread)
+    assert model._augment == VirtualAdversarial()
+    model = IICClustering(4, pca_components=None, **short).fit(X)
+    assert model._augment == VirtualAdversarial(noise_floor=True)
 
 
 def test_auto_projection_of_fewer_samples_than_axes():
