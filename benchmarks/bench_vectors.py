@@ -11,7 +11,10 @@ The panel: scikit-learn's tables (iris, wine, breast cancer: standardised);
 the digits as 64 raw pixels (``digits``) and after ``PCA(30)``; generated
 sets (``moons`` and ``circles``, standardised; ``blobs``: eight round blobs in
 5 dimensions; ``stretched_blobs``: five blobs of unequal spread, linearly
-sheared; ``noisy_blobs``: six blobs in 10 dimensions plus 90 noise features);
+sheared; ``noisy_blobs``: six blobs in 10 dimensions plus 90 noise features;
+the wide sets, standardised: ``wide_blobs``, eight blobs in 100 dimensions,
+``very_noisy_blobs``, five blobs in 10 dimensions plus 190 noise features, and
+``classification``, scikit-learn's ``make_classification`` in 120 features);
 and all 70,000 MNIST images as flat pixels (``mnist_flat``) and after
 ``PCA(50)`` (``mnist_pca50``; both read ``../shared/data/mnist.npz``). Each is
 clustered into its number of classes by ``KMeans(n_init=10)`` after the same
@@ -83,6 +86,37 @@ def _noisy_blobs(return_X_y=True):
     return np.hstack([X, noise]), y
 
 
+def _wide_blobs(return_X_y=True):
+    """Eight blobs in 100 dimensions, every feature informative, 2,000 points."""
+    return datasets.make_blobs(
+        2000, n_features=100, centers=8, cluster_std=6.0, random_state=1
+    )
+
+
+def _very_noisy_blobs(return_X_y=True):
+    """Five blobs in 10 dimensions, then 190 pure-noise features of the same scale."""
+    X, y = datasets.make_blobs(
+        3000, n_features=10, centers=5, cluster_std=1.5, random_state=2
+    )
+    noise = np.random.default_rng(2).normal(size=(len(X), 190)) * X.std()
+    return np.hstack([X, noise]), y
+
+
+def _classification(return_X_y=True):
+    """Four classes in 120 features: 20 informative, 30 linear mixtures of
+    them, 70 noise (scikit-learn's ``make_classification``), 2,000 points."""
+    return datasets.make_classification(
+        2000,
+        n_features=120,
+        n_informative=20,
+        n_redundant=30,
+        n_classes=4,
+        n_clusters_per_class=1,
+        class_sep=2.0,
+        random_state=3,
+    )
+
+
 def _digits_flat(return_X_y=True):
     """The 1,797 digits as 64 raw pixel values, as users pass them."""
     return datasets.load_digits(return_X_y=True)
@@ -112,6 +146,9 @@ SETS = {
     "blobs": (_blobs, StandardScaler),
     "stretched_blobs": (_stretched_blobs, StandardScaler),
     "noisy_blobs": (_noisy_blobs, StandardScaler),
+    "wide_blobs": (_wide_blobs, StandardScaler),
+    "very_noisy_blobs": (_very_noisy_blobs, StandardScaler),
+    "classification": (_classification, StandardScaler),
     "mnist_pca50": (_mnist, lambda: PCA(50, random_state=0)),
     "mnist_flat": (_mnist, _identity),
 }
