@@ -8,7 +8,9 @@ Examples::
 
 The image model (conv backbone on (n, 1, H, W)) and the vector model
 (``make_pipeline(PCA(50), DeepClusterEstimator(10))``) are timed, each over
-every seed, with the baselines KMeans and PCA(50)+KMeans from the same run.
+every seed, with the baselines KMeans and PCA(50)+KMeans from the same run;
+``--models pca_adversarial`` times the vector model with
+``augmentation=VirtualAdversarial()`` as well.
 With ``--json`` the per-epoch pseudo-label NMI of every run is saved as well.
 """
 
@@ -28,12 +30,16 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 
 from skiic import DeepClusterEstimator
+from skiic.augment import VirtualAdversarial
 
 
 def main(argv=None):
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=["images", "pca"], choices=["images", "pca"]
+        "--models",
+        nargs="+",
+        default=["images", "pca"],
+        choices=["images", "pca", "pca_adversarial"],
     )
     parser.add_argument("--max-epochs", default="auto")
     parser.add_argument(
@@ -56,8 +62,10 @@ def main(argv=None):
 
     fitted = []
 
-    def deepcluster(seed):
-        model = DeepClusterEstimator(10, device=args.device, random_state=seed, **extra)
+    def deepcluster(seed, **settings):
+        model = DeepClusterEstimator(
+            10, device=args.device, random_state=seed, **extra, **settings
+        )
         fitted.append(model)
         return model
 
@@ -86,6 +94,18 @@ def main(argv=None):
                 f"PCA({n_pca}) + DeepClusterEstimator(10)",
                 seed,
                 lambda: make_pipeline(PCA(n_pca, random_state=seed), deepcluster(seed)),
+                flat,
+                y,
+            )
+            rows.append(curve(row))
+        if "pca_adversarial" in args.models:
+            row = timed_run(
+                f"PCA({n_pca}) + DeepClusterEstimator(10), adversarial",
+                seed,
+                lambda: make_pipeline(
+                    PCA(n_pca, random_state=seed),
+                    deepcluster(seed, augmentation=VirtualAdversarial()),
+                ),
                 flat,
                 y,
             )

@@ -21,6 +21,8 @@ from ._device import forked_rng
 from ._kmeans import _sq_distances, assign, kmeans
 from ._validation import Interval, StrOptions
 from .augment import (
+    VirtualAdversarial,
+    kl_divergence,
     sample_neighbors,
 )
 from .exceptions import TrainingError
@@ -98,14 +100,19 @@ class DeepClusterEstimator(
         trains on the sample itself. ``"auto"`` uses 10 for vector input,
         where it teaches the network that neighbours belong together, and 0
         for images, whose variations come from augmentation.
-    augmentation : callable, None or "auto", default="auto"
+    augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         Maps a batch tensor to a randomly changed batch, applied to the
         training samples (never to the samples clustered). ``"auto"``:
         :class:`skiic.augment.ImageAugmentation` for images and
         :class:`skiic.augment.VectorAugmentation` for vectors; ``None``: no
-        augmentation. The settings of skiic's augmentation objects are
-        parameters of the estimator too, for grid searches:
-        ``augmentation__rotation``.
+        augmentation. A :class:`~skiic.augment.VirtualAdversarial` leaves
+        the training samples as they are and adds its ``weight`` times the
+        divergence ``KL(p(x) || p(x + r))`` of the pseudo-class
+        predictions to the loss, ``r`` its adversarial step (virtual
+        adversarial training, as in IMSAT); not a default, measured on
+        vectors in :ref:`deepcluster_adversarial`. The settings of skiic's
+        augmentation objects are parameters of the estimator too, for grid
+        searches: ``augmentation__rotation``.
     self_labelling : bool or "auto", default="auto"
         Whether a self-labelling stage follows the final k-means, as in
         :class:`IICClustering`: each cluster's most confident samples (by how
@@ -275,7 +282,7 @@ class DeepClusterEstimator(
         ],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "balancing": [StrOptions({"sampling", "weights"}), None],
-        "augmentation": [callable, None, StrOptions({"auto"})],
+        "augmentation": [callable, VirtualAdversarial, None, StrOptions({"auto"})],
         "self_labelling": ["boolean", StrOptions({"auto"})],
     }
     _comparable_epoch_losses = False  # new pseudo-labels and head every epoch
@@ -364,17 +371,25 @@ class DeepClusterEstimator(
         """
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device, plan.scaling, plan.input_shape)
-        if plan.n_neighbors:
+        adversarial = (
+            plan.augment if isinstance(plan.augment, VirtualAdversarial) else None
+        )
+        # One search serves the neighbour swap and the adversarial step's length.
+        n_neighbors = plan.n_neighbors
+        k = n_neighbors
+        if adversarial is not None:
+            k = max(k, adversarial._radius_rank(data.n_samples))
+        if k:
             self._say(
                 parallel,
-                f"searching the {plan.n_neighbors} nearest neighbours of "
-                f"{data.n_samples} samples",
+                f"searching the {k} nearest neighbours of {data.n_samples} samples",
             )
         with forked_rng(plan.seed, device):
-            n_neighbors = plan.n_neighbors
-            neighbors = (
-                _data.neighbor_indices(data, n_neighbors) if n_neighbors else None
-            )
+            indices = _data.neighbor_indices(data, k) if k else None
+            neighbors = indices[:, :n_neighbors] if n_neighbors else None
+            radius = None
+            if adversarial is not None:
+                radius = adversarial.radius(data, indices).to(data.index_device)
             backbone = self._backbone(plan)
             width = feature_width(backbone, plan.sample_shape)
             n_components = min(self.n_components, width)
@@ -386,6 +401,7 @@ class DeepClusterEstimator(
                 balancing=self.balancing,
                 augment=plan.augment,
                 neighbors=neighbors,
+                radius=radius,
                 parallel=parallel,
             )
             self._say(
@@ -430,7 +446,7 @@ class DeepClusterEstimator(
         classifier = _CentroidClassifier(
             module.to(device).backbone, whitening, clustering.centers
         )
-        augment = plan.augment
+        augment = None if isinstance(plan.augment, VirtualAdversarial) else plan.augment
 
         def views(_module, x, _idx, shard):
             return shard(x if augment is None else augment(x))
@@ -559,7 +575,7 @@ class DeepClusterEstimator(
 @dataclass(frozen=True, eq=False)
 class _DeepClusterPlan(FitPlan):
     n_pseudo_classes: int  # pseudo-classes of the per-epoch k-means
-    augment: object  # the resolved augmentation (callable or None)
+    augment: object  # the resolved augmentation (callable, VirtualAdversarial or None)
     n_draws: int  # samples drawn per epoch
     n_neighbors: int  # neighbours a training sample is swapped with; 0: none
     seed: int  # torch seed of initialisation, batches and augmentations
@@ -689,10 +705,17 @@ class _DeepClusterObjective(_engine.Objective):
         balancing: str | None,
         augment,
         neighbors: Tensor | None = None,
+        radius: Tensor | None = None,
         parallel=None,
     ) -> None:
         super().__init__()
         self.neighbors = neighbors
+        # A VirtualAdversarial adds its term to the loss; ``radius``: the
+        # length of each sample's step.
+        self.adversarial = augment if isinstance(augment, VirtualAdversarial) else None
+        if self.adversarial is not None:
+            augment = None
+        self.radius = radius
         self.data = _data.ResidentData(data) if isinstance(data, Tensor) else data
         self.n_pseudo_classes = n_pseudo_classes
         self.n_components = n_components
@@ -706,6 +729,11 @@ class _DeepClusterObjective(_engine.Objective):
         idx, x = batch
         if self.augment is not None:
             x = self.augment(x)  # the global batch, as one process would see it
+        n_global = x.shape[0]
+        probe = None
+        if self.adversarial is not None:
+            # Drawn for the global batch, as one process would.
+            probe = self.parallel.shard(torch.randn(x.shape, device=x.device))
         x = self.parallel.shard(x)
         labels = self.parallel.shard(self.labels[idx])
         logits = module(x).float()
@@ -717,14 +745,39 @@ class _DeepClusterObjective(_engine.Objective):
             if self.class_weights is None
             else self.class_weights[labels].sum()
         )
+        smoothness = 0.0
+        if self.adversarial is not None:
+            smoothness = self._adversarial_term(module, x, idx, logits, probe, n_global)
         if not self.parallel.active:
-            return total / weight
+            return total / weight + smoothness
         # Each process's share of the global mean, times the number of
         # processes (the engine averages the gradients); the value reported
         # is the global mean itself.
         sums = self.parallel.all_reduce(torch.stack([total, weight]).detach())
         share = total * self.parallel.world_size / sums[1]
-        return share + (sums[0] / sums[1] - share).detach()
+        return share + (sums[0] / sums[1] - share).detach() + smoothness
+
+    def _adversarial_term(self, module, x, idx, logits, probe, n_global):
+        """``weight`` times the mean divergence between the predictions on this
+        shard ``x`` and on its adversarial views, over the global batch.
+
+        The step length is that of the batch's own samples (``idx``), whose
+        neighbours ``x`` may be.
+        """
+        adversarial = self.adversarial
+        radius = self.parallel.shard(self.radius[idx.to(self.radius.device)])
+        clean = logits.detach()
+        moved = adversarial.perturb(
+            lambda z: [module(z).float()],
+            x,
+            radius.to(x.device),
+            clean=[clean],
+            probe=probe,
+        )
+        # This shard's sum, summed over the processes, over the global batch.
+        divergence = kl_divergence(clean, module(moved).float()) * x.shape[0]
+        divergence = self.parallel.all_reduce(divergence)
+        return adversarial.weight * divergence / n_global
 
     def batches(self, n_samples: int, batch_size: int, device: torch.device):
         """Batches ``(idx, x)`` of one epoch; ``n_samples`` is its number of draws."""

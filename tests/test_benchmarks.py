@@ -74,9 +74,12 @@ def test_bench_deepcluster(tmp_path, capsys):
     import bench_deepcluster
 
     argv = ["--n-samples", "200", "--seeds", "0", "--max-epochs", "1"]
-    argv += ["--models", "pca", "--pca", "10"]
+    argv += ["--models", "pca", "pca_adversarial", "--pca", "10"]
     methods = run_json(bench_deepcluster, argv, tmp_path)
-    assert methods[-1] == "PCA(10) + DeepClusterEstimator(10)"
+    assert methods[-2:] == [
+        "PCA(10) + DeepClusterEstimator(10)",
+        "PCA(10) + DeepClusterEstimator(10), adversarial",
+    ]
     assert TABLE in capsys.readouterr().out
 
 

@@ -27,6 +27,7 @@ from skiic._deepcluster import (
     _PseudoLabelBatches,
     _Whitening,
 )
+from skiic.augment import VirtualAdversarial
 from skiic.exceptions import ConvergenceWarning, TrainingError
 from skiic.metrics import matched_accuracy, nmi
 
@@ -90,6 +91,46 @@ def test_pca_pipeline_on_digit_vectors(digits):
 def test_blobs_are_recovered(blobs, fitted_blobs):
     _, y = blobs
     assert matched_accuracy(y, fitted_blobs.labels_) >= 0.95
+
+
+def test_virtual_adversarial_term_on_vectors(blobs, monkeypatch, capsys):
+    """augmentation=VirtualAdversarial(): one neighbour search serves the
+    neighbour swap (3) and the step length (the 10th neighbour), every
+    training step computes adversarial views, and the blobs are found."""
+    from skiic import _data
+
+    searches, steps = [], []
+    search, perturb = _data.neighbor_indices, VirtualAdversarial.perturb
+
+    def counting_search(data, k, **kwargs):
+        searches.append(k)
+        return search(data, k, **kwargs)
+
+    def counting_perturb(self, forward, x, radius, **kwargs):
+        steps.append(radius)
+        return perturb(self, forward, x, radius, **kwargs)
+
+    monkeypatch.setattr(_data, "neighbor_indices", counting_search)
+    monkeypatch.setattr(VirtualAdversarial, "perturb", counting_perturb)
+    X, y = blobs
+    model = DeepClusterEstimator(
+        4,
+        n_neighbors=3,
+        augmentation=VirtualAdversarial(eps=0.5),
+        max_epochs=8,
+        verbose=1,
+        device="cpu",
+        random_state=0,
+    ).fit(X)
+    assert searches == [10]
+    printed = capsys.readouterr().out
+    assert "searching the 10 nearest neighbours of 300 samples" in printed
+    assert len(steps) == model.n_iter_ * 30  # 30 steps an epoch on small data
+    assert all(torch.all(r > 0) for r in steps)
+    assert matched_accuracy(y, model.labels_) >= 0.95
+    # the settings reach a grid search
+    model.set_params(augmentation__eps=0.25)
+    assert model.get_params()["augmentation__eps"] == 0.25
 
 
 # ----------------------------------------------------------------- sklearn API

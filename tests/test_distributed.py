@@ -84,15 +84,17 @@ def test_self_labelling_two_processes_train_like_one(blobs, augmentation):
     )
 
 
-def test_deepcluster_two_processes_train_like_one(blobs):
+@pytest.mark.parametrize("augmentation", ["auto", VirtualAdversarial()], ids=repr)
+def test_deepcluster_two_processes_train_like_one(blobs, augmentation):
     """Features gathered for one k-means, shards of one global batch (in the
-    self-labelling stage as well)."""
+    self-labelling stage as well); the adversarial term is one global mean."""
     params = dict(
         max_epochs=3,
         batch_size=128,
         device="cpu",
         random_state=0,
         self_labelling=True,
+        augmentation=augmentation,
     )
     single = DeepClusterEstimator(3, **params).fit(blobs)
     spread = DeepClusterEstimator(3, devices=["cpu", "cpu"], **params).fit(blobs)
