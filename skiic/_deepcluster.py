@@ -371,9 +371,7 @@ class DeepClusterEstimator(
         """
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device, plan.scaling, plan.input_shape)
-        adversarial = (
-            plan.augment if isinstance(plan.augment, VirtualAdversarial) else None
-        )
+        _, adversarial = _split_augmentation(plan.augment)
         # One search serves the neighbour swap and the adversarial step's length.
         n_neighbors = plan.n_neighbors
         k = n_neighbors
@@ -446,7 +444,7 @@ class DeepClusterEstimator(
         classifier = _CentroidClassifier(
             module.to(device).backbone, whitening, clustering.centers
         )
-        augment = None if isinstance(plan.augment, VirtualAdversarial) else plan.augment
+        augment, _ = _split_augmentation(plan.augment)
 
         def views(_module, x, _idx, shard):
             return shard(x if augment is None else augment(x))
@@ -686,6 +684,15 @@ class _Whitening(NamedTuple):
         return _Whitening(self.mean.to(device), self.matrix.to(device))
 
 
+def _split_augmentation(augment):
+    """``(callable, adversarial)``: the augmentation applied to the training
+    samples and the :class:`VirtualAdversarial` whose term joins the loss;
+    either is None."""
+    if isinstance(augment, VirtualAdversarial):
+        return None, augment
+    return augment, None
+
+
 class _DeepClusterObjective(_engine.Objective):
     """Cross-entropy on pseudo-labels that are re-computed every epoch.
 
@@ -712,9 +719,7 @@ class _DeepClusterObjective(_engine.Objective):
         self.neighbors = neighbors
         # A VirtualAdversarial adds its term to the loss; ``radius``: the
         # length of each sample's step.
-        self.adversarial = augment if isinstance(augment, VirtualAdversarial) else None
-        if self.adversarial is not None:
-            augment = None
+        augment, self.adversarial = _split_augmentation(augment)
         self.radius = radius
         self.data = _data.ResidentData(data) if isinstance(data, Tensor) else data
         self.n_pseudo_classes = n_pseudo_classes

@@ -371,16 +371,10 @@ class IICClustering(
 
     def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
-        augment = self._resolve_augmentation(image_shape)
-        if (
-            self.augmentation == "auto"
-            and image_shape is None
-            and X.shape[1] >= _AUTO_PCA_FROM
-            and scaling.projection is None
-        ):
-            # Wide vectors the network sees whole: a step length beyond the
-            # distance that noise features add to every pair.
-            augment = VirtualAdversarial(noise_floor=True)
+        # Wide vectors the network sees whole: a step length beyond the
+        # distance that noise features add to every pair.
+        whole_wide = X.shape[1] >= _AUTO_PCA_FROM and scaling.projection is None
+        augment = self._resolve_augmentation(image_shape, noise_floor=whole_wide)
         n_neighbors = self._resolve_neighbors(n_samples, image_shape)
         if (
             self.n_neighbors == "auto"
@@ -463,11 +457,12 @@ class IICClustering(
         labels = _assign(module.to(device), data, device)
         return _IICResult(module.to("cpu"), history, selection, labels, data.streamed)
 
-    def _resolve_augmentation(self, image_shape):
+    def _resolve_augmentation(self, image_shape, *, noise_floor=False):
         """``augmentation``: "auto" is the virtual adversarial view for vectors
-        (see :ref:`iic_why_the_defaults`), the image augmentation for images."""
+        (see :ref:`iic_why_the_defaults`; its step beyond the nearest
+        neighbour with ``noise_floor``), the image augmentation for images."""
         if self.augmentation == "auto" and image_shape is None:
-            return VirtualAdversarial()
+            return VirtualAdversarial(noise_floor=noise_floor)
         return super()._resolve_augmentation(image_shape)
 
     def _neighbor_progress(self, parallel, n_samples, plan):
