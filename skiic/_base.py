@@ -382,14 +382,15 @@ class _BaseDeepEstimator(BaseEstimator):
         main = parallel is None or not parallel.active or parallel.is_main
         _engine.log(self.verbose and main, message)
 
-    def _neighbor_search_progress(self, parallel, n_neighbors, n_samples):
-        """Announce a neighbour search (when ``n_neighbors``); the progress
-        callback for :func:`_data.neighbor_indices`."""
+    def _neighbor_search_progress(self, parallel, n_neighbors, n_samples, along=None):
+        """Announce a neighbour search (when ``n_neighbors``; ``along`` says
+        where it runs, if not on the samples); the progress callback for
+        :func:`_data.neighbor_indices`."""
         if n_neighbors:
             self._say(
                 parallel,
                 f"searching the {n_neighbors} nearest neighbours of "
-                f"{n_samples} samples",
+                f"{n_samples} samples" + (f", {along}" if along else ""),
             )
 
         def progress(done, total):
@@ -653,11 +654,7 @@ def principal_projection(
     """
     from sklearn.decomposition import PCA
 
-    rng = np.random.default_rng(seed)
-    rows = np.arange(X.shape[0])
-    if X.shape[0] > _PCA_ROWS:
-        rows = np.sort(rng.choice(X.shape[0], _PCA_ROWS, replace=False))
-    sample = (np.asarray(X[rows], dtype=np.float32) - scaling.offset) / scaling.scale
+    sample = _scaled_sample(X, scaling, seed)
     pca = PCA(n_components, random_state=int(seed)).fit(sample)
     if pca.explained_variance_ratio_.sum() < min_share:
         return scaling
@@ -669,6 +666,66 @@ def principal_projection(
         scale=scaling.scale,
         projection=(pca.components_.T / spread).astype(np.float32),
     )
+
+
+def _scaled_sample(X, scaling: Scaling, seed: int, limit=None) -> np.ndarray:
+    """At most ``limit`` (default ``_PCA_ROWS``) rows of ``X``, drawn with
+    ``seed``, scaled."""
+    limit = _PCA_ROWS if limit is None else limit
+    rows = np.arange(X.shape[0])
+    if X.shape[0] > limit:
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(X.shape[0], limit, replace=False))
+    return (np.asarray(X[rows], dtype=np.float32) - scaling.offset) / scaling.scale
+
+
+# Rows the signal axes are computed from, at most (the covariance costs
+# rows times features squared).
+_SIGNAL_ROWS = 10_000
+# The 99 % quantile of the Tracy-Widom law of order 1 (the largest eigenvalue
+# of a real Gaussian sample covariance, centred and scaled; Johnstone 2001).
+_TRACY_WIDOM_99 = 2.0234
+
+
+def signal_axes(X, scaling: Scaling, seed: int) -> np.ndarray | None:
+    r"""The principal axes of the scaled vectors ``X`` whose variance stands
+    above the noise level, as a (features, axes) matrix, largest first.
+
+    An axis stands above the noise where its eigenvalue of the sample
+    covariance exceeds what the largest one reaches, in 99 % of draws, when
+    the :math:`d` features hold isotropic noise only (Johnstone's test, 2001:
+    the Marchenko-Pastur edge :math:`s^2 (1 + \sqrt{d / n})^2` plus the
+    Tracy-Widom spread of the largest eigenvalue over :math:`n` rows). The
+    noise variance :math:`s^2` is the median eigenvalue divided by the
+    Marchenko-Pastur median: most axes of wide, noisy data hold noise only.
+    The axes come from at most ``_SIGNAL_ROWS`` rows drawn with ``seed``.
+    None where no axis, or every one, stands above the noise, or where there
+    are fewer rows than features.
+    """
+    sample = _scaled_sample(X, scaling, seed, limit=_SIGNAL_ROWS)
+    n, d = sample.shape
+    if d >= n:
+        return None
+    centred = sample - sample.mean(axis=0)
+    covariance = (centred.T @ centred).astype(np.float64) / (n - 1)
+    values, vectors = np.linalg.eigh(covariance)
+    noise = np.median(values) / _marchenko_pastur_median(d / n)
+    root = np.sqrt(n - 1) + np.sqrt(d)
+    spread = root * (1 / np.sqrt(n - 1) + 1 / np.sqrt(d)) ** (1 / 3)
+    keep = values > noise * (root**2 + _TRACY_WIDOM_99 * spread) / (n - 1)
+    if not 0 < keep.sum() < d:
+        return None
+    return np.ascontiguousarray(vectors[:, keep][:, ::-1], dtype=np.float32)
+
+
+def _marchenko_pastur_median(ratio: float) -> float:
+    """Median of the Marchenko-Pastur law of unit variance and aspect ratio
+    ``ratio`` (features over samples, below 1), by numerical integration."""
+    low, high = (1 - np.sqrt(ratio)) ** 2, (1 + np.sqrt(ratio)) ** 2
+    x = np.linspace(low, high, 20_001)
+    density = np.sqrt(np.clip((high - x) * (x - low), 0, None)) / x
+    mass = np.concatenate([[0], np.cumsum((density[1:] + density[:-1]) * np.diff(x))])
+    return float(np.interp(0.5 * mass[-1], mass, x))
 
 
 def count(n: int, word: str) -> str:

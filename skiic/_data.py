@@ -325,17 +325,21 @@ def planning_generator(device) -> torch.Generator:
 NEIGHBOR_QUERY_ROWS = 20_000
 
 
-def neighbor_indices(data, n_neighbors: int, *, progress=None) -> Tensor:
+def neighbor_indices(data, n_neighbors: int, *, progress=None, axes=None) -> Tensor:
     """Indices of each sample's ``n_neighbors`` nearest neighbours, itself excluded.
 
-    Euclidean distance on the scaled, flattened samples. Data resident on the
-    CPU goes to scikit-learn's ``NearestNeighbors`` (tree or brute force, as
-    it judges fastest), queried ``NEIGHBOR_QUERY_ROWS`` samples at a time with
-    ``progress(done, n_samples)`` called after each query when there are
-    several; on an accelerator, or streamed, the blockwise torch search of
+    Euclidean distance on the scaled, flattened samples, or on their
+    coordinates along ``axes`` (an ndarray of shape (features, axes)) when
+    given. Data resident on the CPU goes to scikit-learn's
+    ``NearestNeighbors`` (tree or brute force, as it judges fastest), queried
+    ``NEIGHBOR_QUERY_ROWS`` samples at a time with ``progress(done,
+    n_samples)`` called after each query when there are several; on an
+    accelerator, or streamed, the blockwise torch search of
     :func:`skiic.augment.nearest_neighbors` runs where the data is. The result
     lives on the data's device.
     """
+    if axes is not None:
+        data = ResidentData(_coordinates(data, axes))
     if isinstance(data, ResidentData) and data.device.type == "cpu":
         if not 0 < n_neighbors < data.n_samples:
             raise ValueError(
@@ -347,6 +351,20 @@ def neighbor_indices(data, n_neighbors: int, *, progress=None) -> Tensor:
     from .augment import nearest_neighbors
 
     return nearest_neighbors(data, n_neighbors)
+
+
+def _coordinates(data, axes) -> Tensor:
+    """The scaled samples of ``data`` along ``axes`` (features by axes), on
+    the data's device, computed ``NEIGHBOR_QUERY_ROWS`` rows at a time."""
+    matrix = torch.as_tensor(axes, dtype=torch.float32, device=data.device)
+    if isinstance(data, ResidentData):
+        return data.tensor.reshape(data.n_samples, -1) @ matrix
+    parts = []
+    for start in range(0, data.n_samples, NEIGHBOR_QUERY_ROWS):
+        stop = min(start + NEIGHBOR_QUERY_ROWS, data.n_samples)
+        rows = data.take(torch.arange(start, stop, device=data.index_device))
+        parts.append(rows.reshape(stop - start, -1).float() @ matrix)
+    return torch.cat(parts)
 
 
 def neighbor_indices_among(data, rows: Tensor, n_neighbors: int, *, progress=None):

@@ -18,6 +18,7 @@ from ._base import (
     count,
     principal_projection,
     resolve_max_epochs,
+    signal_axes,
 )
 from ._device import forked_rng, torch_threads
 from ._iic_heads import Selection, evaluate_heads, select_head
@@ -108,7 +109,9 @@ class IICClustering(
         each sample with itself. ``"auto"``: 0 for images; for vectors, 10
         below 5,000 samples and 0 from there on when the views are
         :class:`~skiic.augment.VirtualAdversarial` (the default; see
-        :ref:`iic_why_the_defaults`), else 10.
+        :ref:`iic_why_the_defaults`), else 10. For wide vectors kept whole
+        (see ``pca_components``) the search runs along the principal axes
+        whose variance stands above the noise level.
     augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         How the views are changed. A callable maps a batch tensor to a
         randomly changed batch and is applied to both views. A
@@ -146,7 +149,11 @@ class IICClustering(
         least 75 % of the variance, else ``None`` (see
         :ref:`iic_why_the_defaults`). Wide vectors kept whole (100 features
         or more, unprojected) get ``VirtualAdversarial(noise_floor=True)``
-        views under ``augmentation="auto"``. Images keep their pixels.
+        views under ``augmentation="auto"``, and their neighbours are
+        searched along the principal axes whose variance stands above that
+        of noise (a test on the covariance's eigenvalues), while the network
+        and the adversarial steps see every feature. Images keep their
+        pixels.
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -372,8 +379,13 @@ class IICClustering(
     def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
         # Wide vectors the network sees whole: a step length beyond the
-        # distance that noise features add to every pair.
-        whole_wide = X.shape[1] >= _AUTO_PCA_FROM and scaling.projection is None
+        # distance that noise features add to every pair, and neighbours
+        # searched along the axes that stand above the noise.
+        whole_wide = (
+            image_shape is None
+            and X.shape[1] >= _AUTO_PCA_FROM
+            and scaling.projection is None
+        )
         augment = self._resolve_augmentation(image_shape, noise_floor=whole_wide)
         n_neighbors = self._resolve_neighbors(n_samples, image_shape)
         if (
@@ -420,6 +432,9 @@ class IICClustering(
             ),
             init_seeds=tuple(int(seed) for seed in init_seeds),
             view_seed=int(view_seed),
+            search_axes=(
+                signal_axes(X, scaling, self._seeds()[0]) if whole_wide else None
+            ),
         )
 
     def _fit_core(self, X, plan, *, device, parallel=None):
@@ -436,6 +451,7 @@ class IICClustering(
                 plan.n_neighbors,
                 plan.augment,
                 progress=self._neighbor_progress(parallel, data.n_samples, plan),
+                axes=plan.search_axes,
             )
         if plan.candidate_epochs:
             trainings = [self._candidates(plan, data, views, device, parallel)]
@@ -468,7 +484,13 @@ class IICClustering(
     def _neighbor_progress(self, parallel, n_samples, plan):
         """Announce the neighbour search (when there is one); its progress callback."""
         k = _Views.search_size(n_samples, plan.n_neighbors, plan.augment)
-        return self._neighbor_search_progress(parallel, k, n_samples)
+        axes = plan.search_axes
+        return self._neighbor_search_progress(
+            parallel,
+            k,
+            n_samples,
+            along=None if axes is None else _along(axes.shape[1]),
+        )
 
     def _training(self, plan, seed, number, data, views, device, parallel):
         """One initialisation trained for ``plan.max_epochs``, and its head
@@ -583,6 +605,7 @@ class IICClustering(
             "_view_seed": plan.view_seed,
             "_n_neighbors": plan.n_neighbors,
             "_augment": plan.augment,
+            "_search_axes": plan.search_axes,
         }
 
     def predict(self, X):
@@ -664,7 +687,9 @@ class IICClustering(
         # n_threads holds here too, as in predict (and the neighbour search).
         with torch_threads(self.n_threads), forked_rng(self._view_seed, device):
             n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
-            views = _Views.build(data, n_neighbors, self._augment)
+            views = _Views.build(
+                data, n_neighbors, self._augment, axes=self._search_axes
+            )
             losses = evaluate_heads(module, [module.heads[0]], data, views, 1.0)
         return float(-losses[0])
 
@@ -702,8 +727,16 @@ class _IICPlan(FitPlan):
     candidate_epochs: int  # cheap restarts: epochs of each candidate; 0: none
     continue_seed: int | None  # seeds the kept candidate's further training
     view_seed: int  # seeds the neighbour search and the views of score()
+    search_axes: np.ndarray | None  # the axes the neighbour search runs along
     self_label_epochs: int  # epochs of the self-labelling stage; 0: none
     self_label_seed: int  # seeds the self-labelling stage
+
+
+def _along(n_axes: int) -> str:
+    """Where a neighbour search along ``n_axes`` signal axes runs, in words."""
+    if n_axes == 1:
+        return "along the one principal axis that stands above the noise level"
+    return f"along the {n_axes} principal axes that stand above the noise level"
 
 
 def _predicting_logits(module, x):
@@ -770,13 +803,15 @@ class _Views:
         self.radius = radius
 
     @classmethod
-    def build(cls, data, n_neighbors: int, augment, progress=None) -> _Views:
+    def build(cls, data, n_neighbors: int, augment, progress=None, axes=None) -> _Views:
         """Neighbour lists and perturbation lengths of ``data``, as needed, from
-        one neighbour search (``progress`` as for :func:`_data.neighbor_indices`)."""
+        one neighbour search (``progress`` and ``axes``, the axes it runs
+        along, as for :func:`_data.neighbor_indices`); the lengths are
+        measured on the samples themselves."""
         k = cls.search_size(data.n_samples, n_neighbors, augment)
         if not k:
             return cls(None, augment)
-        indices = _data.neighbor_indices(data, k, progress=progress)
+        indices = _data.neighbor_indices(data, k, progress=progress, axes=axes)
         neighbors = indices[:, :n_neighbors] if n_neighbors else None
         radius = None
         if isinstance(augment, VirtualAdversarial):

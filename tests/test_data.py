@@ -41,6 +41,28 @@ def test_cpu_search_in_several_queries_equals_one(monkeypatch):
     assert reports == [(64, 250), (128, 250), (192, 250), (250, 250)]
 
 
+def test_search_along_axes_equals_brute_force_on_the_coordinates(monkeypatch):
+    """With ``axes`` the search runs on the samples' coordinates along them,
+    for resident and streamed samples alike (streamed: read in chunks)."""
+    rng = np.random.default_rng(2)
+    X = rng.random((230, 12), dtype=np.float32)
+    axes = np.linalg.qr(rng.normal(size=(12, 3)))[0].astype(np.float32)
+    expected = NearestNeighbors(n_neighbors=5, algorithm="brute").fit(X @ axes)
+    expected = expected.kneighbors(return_distance=False)
+    monkeypatch.setattr(_data, "NEIGHBOR_QUERY_ROWS", 100)
+    streamed = _data.StreamedData(
+        X, offset=0.0, scale=1.0, shape=None, device=torch.device("cpu")
+    )
+    for data in (_data.ResidentData(torch.from_numpy(X)), streamed):
+        found = _data.neighbor_indices(data, 5, axes=axes)
+        np.testing.assert_array_equal(found.numpy(), expected)
+    # not the neighbours in all 12 features
+    assert not np.array_equal(
+        _data.neighbor_indices(_data.ResidentData(torch.from_numpy(X)), 5).numpy(),
+        expected,
+    )
+
+
 def test_distances_to_partners_are_computed_from_the_rows():
     X = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
     partners = torch.tensor([1, 2, 0])

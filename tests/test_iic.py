@@ -8,13 +8,14 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skiic import IICClustering
+from skiic import IICClustering, _data
 from skiic.augment import VirtualAdversarial
 from skiic.exceptions import ConvergenceWarning
 from skiic.metrics import matched_accuracy, matched_accuracy_scorer, nmi
@@ -494,6 +495,82 @@ def test_wide_vectors_of_spread_variance_keep_every_feature():
     assert model._augment == VirtualAdversarial()
     model = IICClustering(4, pca_components=None, **short).fit(X)
     assert model._augment == VirtualAdversarial(noise_floor=True)
+
+
+def _noisy_blobs(n_noise=190, seed=2):
+    """Five standardised blobs in 10 dimensions among ``n_noise`` noise
+    features of the same scale (benchmarks/bench_vectors.py's
+    ``very_noisy_blobs``, smaller)."""
+    X, y = make_blobs(
+        1500, n_features=10, centers=5, cluster_std=1.5, random_state=seed
+    )
+    noise = np.random.default_rng(seed).normal(size=(len(X), n_noise)) * X.std()
+    X = StandardScaler().fit_transform(np.hstack([X, noise]))
+    return X.astype(np.float32), y
+
+
+def test_signal_axes_are_the_axes_that_stand_above_the_noise():
+    """signal_axes finds three directions of extra variance planted in
+    isotropic noise of 150 features (orthonormal axes spanning them), none in
+    the noise alone (ten draws), and none with fewer rows than features."""
+    from skiic._base import fit_scaling, signal_axes
+
+    rng = np.random.default_rng(0)
+    planted = np.linalg.qr(rng.normal(size=(150, 3)))[0]
+    for seed in range(10):
+        noise = np.random.default_rng(seed).normal(size=(2000, 150))
+        assert signal_axes(noise, fit_scaling(noise, None), 0) is None
+    X = noise + rng.normal(scale=[1.5, 2.0, 3.0], size=(2000, 3)) @ planted.T
+    axes = signal_axes(X, fit_scaling(X, None), 0)
+    assert axes.shape == (150, 3)
+    np.testing.assert_allclose(axes.T @ axes, np.eye(3), atol=1e-5)
+    # the planted directions lie in the span of the axes, up to sampling noise
+    assert np.linalg.norm(axes.T @ planted, axis=0).min() > 0.95
+    assert signal_axes(X[:140], fit_scaling(X[:140], None), 0) is None
+
+
+def test_wide_vectors_kept_whole_search_neighbours_along_the_signal_axes(
+    monkeypatch, capsys
+):
+    """Wide vectors the network sees whole (100 features or more, spread
+    variance): the one neighbour search of the fit, and that of score, run
+    along their signal axes, announced with verbose; the adversarial step is
+    still measured on all features. Along the axes, a sample's neighbours
+    share its blob far more often than among all 200 features."""
+    X, y = _noisy_blobs()
+    calls = []
+    search = _data.neighbor_indices
+
+    def counting(data, k, **kwargs):
+        calls.append(kwargs.get("axes"))
+        return search(data, k, **kwargs)
+
+    monkeypatch.setattr(_data, "neighbor_indices", counting)
+    short = dict(FAST, max_epochs=1, n_heads=1, n_head_inits=0)
+    model = IICClustering(5, verbose=1, **short).fit(X)
+    assert model._projection is None
+    n_axes = model._search_axes.shape[1]
+    assert model._search_axes.shape[0] == 200
+    assert 2 <= n_axes <= 4  # five blobs differ along four directions at most
+    assert len(calls) == 1 and calls[0] is model._search_axes
+    assert f"along the {n_axes} principal axes that stand above the noise" in (
+        capsys.readouterr().out
+    )
+    model.score(X)
+    assert len(calls) == 2 and calls[1] is model._search_axes
+
+    def purity(axes):
+        found = search(_data.ResidentData(torch.from_numpy(X)), 10, axes=axes)
+        return (y[found.numpy()] == y[:, None]).mean()
+
+    assert purity(model._search_axes) > 0.95
+    assert purity(None) < 0.75
+    # projected wide vectors and narrow ones search among their own features
+    assert IICClustering(4, **short).fit(_wide_blobs()[0])._search_axes is None
+    assert IICClustering(5, **short).fit(X[:, :99])._search_axes is None
+    images, _ = bar_images((10, 10))
+    flat_images = IICClustering(3, input_shape=(1, 10, 10), n_neighbors=3, **FAST)
+    assert flat_images.fit(images.reshape(len(images), 100))._search_axes is None
 
 
 def test_auto_projection_of_fewer_samples_than_axes():
