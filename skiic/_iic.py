@@ -110,8 +110,8 @@ class IICClustering(
         below 5,000 samples and 0 from there on when the views are
         :class:`~skiic.augment.VirtualAdversarial` (the default; see
         :ref:`iic_why_the_defaults`), else 10. For wide vectors kept whole
-        (see ``pca_components``) the search runs along the principal axes
-        whose variance stands above the noise level.
+        (see ``pca_components``) the partners are searched along the
+        principal axes whose variance stands above the noise level.
     augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         How the views are changed. A callable maps a batch tensor to a
         randomly changed batch and is applied to both views. A
@@ -149,11 +149,11 @@ class IICClustering(
         least 75 % of the variance, else ``None`` (see
         :ref:`iic_why_the_defaults`). Wide vectors kept whole (100 features
         or more, unprojected) get ``VirtualAdversarial(noise_floor=True)``
-        views under ``augmentation="auto"``, and their neighbours are
-        searched along the principal axes whose variance stands above that
-        of noise (a test on the covariance's eigenvalues), while the network
-        and the adversarial steps see every feature. Images keep their
-        pixels.
+        views under ``augmentation="auto"``, and the partners drawn from
+        their neighbours (``n_neighbors``) are searched along the principal
+        axes whose variance stands above that of noise (a test on the
+        covariance's eigenvalues), while the network and the adversarial
+        step lengths see every feature. Images keep their pixels.
     input_shape : tuple of int, default=None
         ``(C, H, W)`` when ``X`` holds flattened images. Images given as
         (n, C, H, W) or (n, H, W) arrays need no ``input_shape``.
@@ -379,7 +379,7 @@ class IICClustering(
     def _make_plan(self, X, image_shape, scaling):
         n_samples = X.shape[0]
         # Wide vectors the network sees whole: a step length beyond the
-        # distance that noise features add to every pair, and neighbours
+        # distance that noise features add to every pair, and partners
         # searched along the axes that stand above the noise.
         whole_wide = (
             image_shape is None
@@ -433,7 +433,9 @@ class IICClustering(
             init_seeds=tuple(int(seed) for seed in init_seeds),
             view_seed=int(view_seed),
             search_axes=(
-                signal_axes(X, scaling, self._seeds()[0]) if whole_wide else None
+                signal_axes(X, scaling, self._seeds()[0])
+                if whole_wide and n_neighbors
+                else None
             ),
         )
 
@@ -482,15 +484,22 @@ class IICClustering(
         return super()._resolve_augmentation(image_shape)
 
     def _neighbor_progress(self, parallel, n_samples, plan):
-        """Announce the neighbour search (when there is one); its progress callback."""
-        k = _Views.search_size(n_samples, plan.n_neighbors, plan.augment)
-        axes = plan.search_axes
-        return self._neighbor_search_progress(
-            parallel,
-            k,
-            n_samples,
-            along=None if axes is None else _along(axes.shape[1]),
+        """Announce the neighbour searches (when there are any); their progress
+        callback."""
+        searches = _Views.searches(
+            n_samples, plan.n_neighbors, plan.augment, plan.search_axes
         )
+        progress = self._neighbor_search_progress(parallel, 0, n_samples)
+        both = len(searches) > 1
+        for k, axes in searches:
+            if axes is None:
+                along = "among all features, for the step lengths" if both else None
+            else:
+                along = _along(axes.shape[1]) + (", for the partners" if both else "")
+            progress = self._neighbor_search_progress(
+                parallel, k, n_samples, along=along
+            )
+        return progress
 
     def _training(self, plan, seed, number, data, views, device, parallel):
         """One initialisation trained for ``plan.max_epochs``, and its head
@@ -727,7 +736,7 @@ class _IICPlan(FitPlan):
     candidate_epochs: int  # cheap restarts: epochs of each candidate; 0: none
     continue_seed: int | None  # seeds the kept candidate's further training
     view_seed: int  # seeds the neighbour search and the views of score()
-    search_axes: np.ndarray | None  # the axes the neighbour search runs along
+    search_axes: np.ndarray | None  # the axes the partners are searched along
     self_label_epochs: int  # epochs of the self-labelling stage; 0: none
     self_label_seed: int  # seeds the self-labelling stage
 
@@ -805,26 +814,36 @@ class _Views:
     @classmethod
     def build(cls, data, n_neighbors: int, augment, progress=None, axes=None) -> _Views:
         """Neighbour lists and perturbation lengths of ``data``, as needed, from
-        one neighbour search (``progress`` and ``axes``, the axes it runs
-        along, as for :func:`_data.neighbor_indices`); the lengths are
-        measured on the samples themselves."""
-        k = cls.search_size(data.n_samples, n_neighbors, augment)
-        if not k:
+        the searches of :meth:`searches` (``progress`` as for
+        :func:`_data.neighbor_indices`); the lengths are measured on the
+        samples themselves."""
+        searches = cls.searches(data.n_samples, n_neighbors, augment, axes)
+        if not searches:
             return cls(None, augment)
-        indices = _data.neighbor_indices(data, k, progress=progress, axes=axes)
-        neighbors = indices[:, :n_neighbors] if n_neighbors else None
+        found = [
+            _data.neighbor_indices(data, k, progress=progress, axes=along)
+            for k, along in searches
+        ]
+        neighbors = found[0][:, :n_neighbors] if n_neighbors else None
         radius = None
         if isinstance(augment, VirtualAdversarial):
-            radius = augment.radius(data, indices).to(data.index_device)
+            radius = augment.radius(data, found[-1]).to(data.index_device)
         return cls(neighbors, augment, radius)
 
     @staticmethod
-    def search_size(n_samples: int, n_neighbors: int, augment) -> int:
-        """Neighbours per sample that :meth:`build` searches: the partners'
-        and, for adversarial views, the one that sets the perturbation length."""
+    def searches(n_samples: int, n_neighbors: int, augment, axes=None) -> list:
+        """The neighbour searches :meth:`build` runs, as (neighbours per sample,
+        axes to search along or None): one among the samples for the
+        partners and, for adversarial views, the neighbour that sets the
+        perturbation length; with ``axes`` and partners to find, the partners
+        along the axes, then the lengths' neighbours among the samples."""
+        rank = 0
         if isinstance(augment, VirtualAdversarial):
-            return max(n_neighbors, augment._radius_rank(n_samples))
-        return n_neighbors
+            rank = augment._radius_rank(n_samples)
+        if axes is None or not n_neighbors:
+            k = max(n_neighbors, rank)
+            return [(k, None)] if k else []
+        return [(n_neighbors, axes)] + ([(rank, None)] if rank else [])
 
     def partner_indices(self, idx: Tensor, generator=None) -> Tensor:
         """Index of each sample's partner: a random neighbour, or the sample."""

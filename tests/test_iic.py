@@ -529,42 +529,50 @@ def test_signal_axes_are_the_axes_that_stand_above_the_noise():
     assert signal_axes(X[:140], fit_scaling(X[:140], None), 0) is None
 
 
-def test_wide_vectors_kept_whole_search_neighbours_along_the_signal_axes(
+def test_wide_vectors_kept_whole_find_partners_along_the_signal_axes(
     monkeypatch, capsys
 ):
     """Wide vectors the network sees whole (100 features or more, spread
-    variance): the one neighbour search of the fit, and that of score, run
-    along their signal axes, announced with verbose; the adversarial step is
-    still measured on all features. Along the axes, a sample's neighbours
-    share its blob far more often than among all 200 features."""
+    variance): the partners are searched along their signal axes, the
+    neighbour that sets the adversarial step length among all features, in
+    fit and in score, announced with verbose. Along the axes, a sample's
+    neighbours share its blob far more often than among all 200 features.
+    Without partners (n_neighbors=0) no axes are computed: one search."""
     X, y = _noisy_blobs()
     calls = []
     search = _data.neighbor_indices
 
     def counting(data, k, **kwargs):
-        calls.append(kwargs.get("axes"))
+        calls.append((k, kwargs.get("axes")))
         return search(data, k, **kwargs)
 
     monkeypatch.setattr(_data, "neighbor_indices", counting)
     short = dict(FAST, max_epochs=1, n_heads=1, n_head_inits=0)
     model = IICClustering(5, verbose=1, **short).fit(X)
     assert model._projection is None
-    n_axes = model._search_axes.shape[1]
-    assert model._search_axes.shape[0] == 200
-    assert 2 <= n_axes <= 4  # five blobs differ along four directions at most
-    assert len(calls) == 1 and calls[0] is model._search_axes
-    assert f"along the {n_axes} principal axes that stand above the noise" in (
-        capsys.readouterr().out
-    )
+    axes = model._search_axes
+    assert axes.shape[0] == 200
+    assert 2 <= axes.shape[1] <= 4  # five blobs differ along four directions at most
+    assert calls == [(10, axes), (10, None)]
+    out = capsys.readouterr().out
+    assert (
+        f"searching the 10 nearest neighbours of 1500 samples, along the "
+        f"{axes.shape[1]} principal axes that stand above the noise level, for "
+        "the partners"
+    ) in out
+    assert "1500 samples, among all features, for the step lengths" in out
     model.score(X)
-    assert len(calls) == 2 and calls[1] is model._search_axes
+    assert calls[2:] == [(10, axes), (10, None)]
 
     def purity(axes):
         found = search(_data.ResidentData(torch.from_numpy(X)), 10, axes=axes)
         return (y[found.numpy()] == y[:, None]).mean()
 
-    assert purity(model._search_axes) > 0.95
+    assert purity(axes) > 0.95
     assert purity(None) < 0.75
+    calls.clear()
+    own = IICClustering(5, n_neighbors=0, **short).fit(X)
+    assert own._search_axes is None and calls == [(10, None)]
     # projected wide vectors and narrow ones search among their own features
     assert IICClustering(4, **short).fit(_wide_blobs()[0])._search_axes is None
     assert IICClustering(5, **short).fit(X[:, :99])._search_axes is None
