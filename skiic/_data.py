@@ -355,16 +355,14 @@ def neighbor_indices(data, n_neighbors: int, *, progress=None, axes=None) -> Ten
 
 def _coordinates(data, axes) -> Tensor:
     """The scaled samples of ``data`` along ``axes`` (features by axes), on
-    the data's device, computed ``NEIGHBOR_QUERY_ROWS`` rows at a time."""
+    the data's device, in float32 (:func:`map_samples` without its autocast)."""
     matrix = torch.as_tensor(axes, dtype=torch.float32, device=data.device)
-    if isinstance(data, ResidentData):
-        return data.tensor.reshape(data.n_samples, -1) @ matrix
-    parts = []
-    for start in range(0, data.n_samples, NEIGHBOR_QUERY_ROWS):
-        stop = min(start + NEIGHBOR_QUERY_ROWS, data.n_samples)
-        rows = data.take(torch.arange(start, stop, device=data.index_device))
-        parts.append(rows.reshape(stop - start, -1).float() @ matrix)
-    return torch.cat(parts)
+
+    def project(x):
+        with torch.autocast(device_type=data.device.type, enabled=False):
+            return x.reshape(len(x), -1).float() @ matrix
+
+    return map_samples(project, data, data.device)
 
 
 def neighbor_indices_among(data, rows: Tensor, n_neighbors: int, *, progress=None):

@@ -489,17 +489,14 @@ class IICClustering(
         searches = _Views.searches(
             n_samples, plan.n_neighbors, plan.augment, plan.search_axes
         )
-        progress = self._neighbor_search_progress(parallel, 0, n_samples)
         both = len(searches) > 1
         for k, axes in searches:
             if axes is None:
                 along = "among all features, for the step lengths" if both else None
             else:
                 along = _along(axes.shape[1]) + (", for the partners" if both else "")
-            progress = self._neighbor_search_progress(
-                parallel, k, n_samples, along=along
-            )
-        return progress
+            self._neighbor_search_progress(parallel, k, n_samples, along=along)
+        return self._neighbor_search_progress(parallel, 0, n_samples)
 
     def _training(self, plan, seed, number, data, views, device, parallel):
         """One initialisation trained for ``plan.max_epochs``, and its head
