@@ -382,15 +382,18 @@ class _BaseDeepEstimator(BaseEstimator):
         main = parallel is None or not parallel.active or parallel.is_main
         _engine.log(self.verbose and main, message)
 
-    def _neighbor_search_progress(self, parallel, n_neighbors, n_samples, along=None):
+    def _neighbor_search_progress(
+        self, parallel, n_neighbors, n_samples, along=None, distinct=None
+    ):
         """Announce a neighbour search (when ``n_neighbors``; ``along`` says
-        where it runs, if not on the samples); the progress callback for
-        :func:`_data.neighbor_indices`."""
+        where it runs, if not on the samples; ``distinct`` as for
+        :func:`_data.neighbor_indices`); the progress callback for it."""
         if n_neighbors:
+            rows = f" ({len(distinct[0])} distinct)" if distinct is not None else ""
             self._say(
                 parallel,
                 f"searching the {n_neighbors} nearest neighbours of "
-                f"{n_samples} samples" + (f", {along}" if along else ""),
+                f"{n_samples} samples{rows}" + (f", {along}" if along else ""),
             )
 
         def progress(done, total):
@@ -558,6 +561,16 @@ class _BaseDeepClusterer(_BaseDeepEstimator):
                 parallel=parallel,
                 lr=self.lr * _selflabel.LR_FACTOR,
             )
+
+    def _distinct_rows(self, X, image_shape):
+        """``(distinct, n_distinct)``: :func:`_data.distinct_rows_in_memory`
+        of ``X`` where neighbours may be searched (vectors, or images given
+        ``n_neighbors``), else None, and the number of distinct rows. Copies
+        of a sample are never its neighbours, and count once."""
+        distinct = None
+        if image_shape is None or self.n_neighbors not in ("auto", 0):
+            distinct = _data.distinct_rows_in_memory(X)
+        return distinct, X.shape[0] if distinct is None else len(distinct[0])
 
     def _resolve_neighbors(self, n_samples, image_shape):
         """``n_neighbors``: "auto" is 10 for vectors and 0 (none) for images."""

@@ -325,7 +325,69 @@ def planning_generator(device) -> torch.Generator:
 NEIGHBOR_QUERY_ROWS = 20_000
 
 
-def neighbor_indices(data, n_neighbors: int, *, progress=None, axes=None) -> Tensor:
+# Rows hashed at a time by distinct_rows.
+_HASH_ROWS = 65_536
+
+
+def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
+    """The distinct rows of ``X``, or None when no row repeats another.
+
+    Returns ``(first, inverse)``: the index of each distinct row's first
+    occurrence, in increasing order, and for every row the position in
+    ``first`` of its copy. Rows are compared by their bytes, through a 64-bit
+    hash computed ``_HASH_ROWS`` rows at a time (an ``np.memmap`` is read in
+    chunks, never whole); every row is then checked against its distinct
+    row, and a hash collision, should one happen, counts every row distinct.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skiic._data import distinct_rows
+    >>> first, inverse = distinct_rows(np.array([[1.0, 2], [3, 4], [1, 2]]))
+    >>> first.tolist(), inverse.tolist()
+    ([0, 1], [0, 1, 0])
+    >>> distinct_rows(np.eye(3)) is None
+    True
+    """
+    n = X.shape[0]
+    width = int(np.prod(X.shape[1:])) * X.dtype.itemsize
+    n_words = -(-width // 8)
+    rng = np.random.default_rng(0)
+    weights = rng.integers(0, 2**63, n_words, dtype=np.uint64) * 2 + 1  # odd
+    hashes = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, _HASH_ROWS):
+        rows = np.ascontiguousarray(X[start : start + _HASH_ROWS])
+        raw = rows.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), width)
+        padded = np.zeros((len(rows), n_words * 8), dtype=np.uint8)
+        padded[:, :width] = raw
+        # Wrapping uint64 arithmetic: a multilinear hash of the row's words.
+        hashes[start : start + len(rows)] = (padded.view(np.uint64) * weights).sum(
+            axis=1, dtype=np.uint64
+        )
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    if len(first) == n:
+        return None
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    first, inverse = first[order], rank[inverse.reshape(-1)]
+    for start in range(0, n, _HASH_ROWS):
+        stop = min(start + _HASH_ROWS, n)
+        copies = first[inverse[start:stop]]
+        if not np.array_equal(np.asarray(X[start:stop]), np.asarray(X[copies])):
+            return None  # a collision: no rows are merged
+    return first, inverse
+
+
+def distinct_rows_in_memory(X) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`distinct_rows` of ``X``, or None for an ``np.memmap``: its rows
+    stay on disk, and the hashes would hold host memory that grows with them."""
+    return None if isinstance(X, np.memmap) else distinct_rows(X)
+
+
+def neighbor_indices(
+    data, n_neighbors: int, *, progress=None, axes=None, distinct=None
+) -> Tensor:
     """Indices of each sample's ``n_neighbors`` nearest neighbours, itself excluded.
 
     Euclidean distance on the scaled, flattened samples, or on their
@@ -337,7 +399,18 @@ def neighbor_indices(data, n_neighbors: int, *, progress=None, axes=None) -> Ten
     accelerator, or streamed, the blockwise torch search of
     :func:`skiic.augment.nearest_neighbors` runs where the data is. The result
     lives on the data's device.
+
+    ``distinct``, from :func:`distinct_rows` of the samples, searches among
+    the distinct rows only: a copy of a sample is never its neighbour, copies
+    share their neighbours, and there are at most one fewer than the
+    distinct rows (where they are fewer than two, it is ignored).
     """
+    if distinct is not None and len(distinct[0]) >= 2:
+        first, inverse = (torch.as_tensor(a) for a in distinct)
+        k = min(n_neighbors, len(first) - 1)
+        among = neighbor_indices_among(data, first, k, progress=progress, axes=axes)
+        first, inverse = first.to(among.device), inverse.to(among.device)
+        return first[among][inverse]
     if axes is not None:
         data = ResidentData(_coordinates(data, axes))
     if isinstance(data, ResidentData) and data.device.type == "cpu":
@@ -365,23 +438,26 @@ def _coordinates(data, axes) -> Tensor:
     return map_samples(project, data, data.device)
 
 
-def neighbor_indices_among(data, rows: Tensor, n_neighbors: int, *, progress=None):
+def neighbor_indices_among(
+    data, rows: Tensor, n_neighbors: int, *, progress=None, axes=None
+):
     """:func:`neighbor_indices` within the samples ``rows`` of ``data`` only.
 
     Row ``i`` of the result holds positions in ``rows`` (not sample indices)
     of the neighbours of sample ``rows[i]``; the other samples (say, held out
     for validation) are never among them. Only data resident on the CPU is
     copied (for scikit-learn's search); elsewhere the rows are read in place.
+    ``axes`` as for :func:`neighbor_indices`.
     """
     rows = rows.to(data.index_device)
     everything = torch.arange(data.n_samples, device=rows.device)
     if len(rows) == data.n_samples and torch.equal(rows, everything):
-        return neighbor_indices(data, n_neighbors, progress=progress)
+        return neighbor_indices(data, n_neighbors, progress=progress, axes=axes)
     if isinstance(data, ResidentData) and data.device.type == "cpu":
         subset = ResidentData(data.take(rows))
     else:
         subset = _RowsOf(data, rows)
-    return neighbor_indices(subset, n_neighbors, progress=progress)
+    return neighbor_indices(subset, n_neighbors, progress=progress, axes=axes)
 
 
 class _RowsOf:
@@ -394,6 +470,10 @@ class _RowsOf:
 
     def take(self, idx: Tensor) -> Tensor:
         return self.data.take(self.rows[idx.to(self.rows.device)])
+
+    def load(self, plans: Iterable[tuple[Tensor, ...]]):
+        for plan in plans:
+            yield plan, tuple(self.take(idx) for idx in plan)
 
 
 def distances_to(data, partners: Tensor) -> Tensor:

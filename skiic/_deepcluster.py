@@ -99,7 +99,10 @@ class DeepClusterEstimator(
         the device), drawn at random, while keeping its own pseudo-label; 0
         trains on the sample itself. ``"auto"`` uses 10 for vector input,
         where it teaches the network that neighbours belong together, and 0
-        for images, whose variations come from augmentation.
+        for images, whose variations come from augmentation. Rows that
+        repeat count once: the neighbours are searched among the distinct
+        rows, so a copy of a sample never replaces it (the rows of an
+        ``np.memmap`` are not compared).
     augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         Maps a batch tensor to a randomly changed batch, applied to the
         training samples (never to the samples clustered). ``"auto"``:
@@ -346,6 +349,11 @@ class DeepClusterEstimator(
             low=_AUTO_MIN_EPOCHS,
             high=_AUTO_MAX_EPOCHS,
         )
+        augment = self._resolve_augmentation(image_shape)
+        distinct, n_distinct = self._distinct_rows(X, image_shape)
+        n_neighbors = self._resolve_neighbors(n_distinct, image_shape)
+        if not _search_size(n_neighbors, augment, n_samples):
+            distinct = None
         return _DeepClusterPlan(
             n_features=X.shape[1],
             input_shape=image_shape,
@@ -357,9 +365,10 @@ class DeepClusterEstimator(
             ),
             self_label_seed=self_label_seed,
             n_pseudo_classes=self._resolve_pseudo_classes(n_samples),
-            augment=self._resolve_augmentation(image_shape),
+            augment=augment,
             n_draws=n_draws,
-            n_neighbors=self._resolve_neighbors(n_samples, image_shape),
+            n_neighbors=n_neighbors,
+            distinct=distinct,
             seed=seed,
         )
 
@@ -372,18 +381,15 @@ class DeepClusterEstimator(
         parallel = parallel or _distributed.Parallel()
         data = self._place(X, device, plan.scaling, plan.input_shape)
         _, adversarial = _split_augmentation(plan.augment)
-        # One search serves the neighbour swap and the adversarial step's length.
         n_neighbors = plan.n_neighbors
-        k = n_neighbors
-        if adversarial is not None:
-            k = max(k, adversarial._radius_rank(data.n_samples))
-        if k:
-            self._say(
-                parallel,
-                f"searching the {k} nearest neighbours of {data.n_samples} samples",
-            )
+        k = _search_size(n_neighbors, plan.augment, data.n_samples)
+        self._neighbor_search_progress(
+            parallel, k, data.n_samples, distinct=plan.distinct
+        )
         with forked_rng(plan.seed, device):
-            indices = _data.neighbor_indices(data, k) if k else None
+            indices = None
+            if k:
+                indices = _data.neighbor_indices(data, k, distinct=plan.distinct)
             neighbors = indices[:, :n_neighbors] if n_neighbors else None
             radius = None
             if adversarial is not None:
@@ -570,12 +576,24 @@ class DeepClusterEstimator(
         return int(self.n_pseudo_classes)
 
 
+def _search_size(n_neighbors: int, augment, n_samples: int) -> int:
+    """Neighbours the one search of a fit finds (0: none): for the swap and
+    for the adversarial step's length. It runs among the distinct rows: a
+    copy of a sample swapped in would leave it as it is, and a step measured
+    to it would have no length."""
+    _, adversarial = _split_augmentation(augment)
+    if adversarial is None:
+        return n_neighbors
+    return max(n_neighbors, adversarial._radius_rank(n_samples))
+
+
 @dataclass(frozen=True, eq=False)
 class _DeepClusterPlan(FitPlan):
     n_pseudo_classes: int  # pseudo-classes of the per-epoch k-means
     augment: object  # the resolved augmentation (callable, VirtualAdversarial or None)
     n_draws: int  # samples drawn per epoch
     n_neighbors: int  # neighbours a training sample is swapped with; 0: none
+    distinct: tuple | None  # _data.distinct_rows of X where it is searched, or None
     seed: int  # torch seed of initialisation, batches and augmentations
     self_label_epochs: int  # epochs of the self-labelling stage; 0: none
     self_label_seed: int  # torch seed of the self-labelling stage

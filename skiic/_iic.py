@@ -111,7 +111,11 @@ class IICClustering(
         :class:`~skiic.augment.VirtualAdversarial` (the default; see
         :ref:`iic_why_the_defaults`), else 10. For wide vectors kept whole
         (see ``pca_components``) the partners are searched along the
-        principal axes whose variance stands above the noise level.
+        principal axes whose variance stands above the noise level. Rows
+        that repeat count once: the neighbours (and the lengths of
+        adversarial steps) are searched among the distinct rows, so a copy
+        of a sample is never its partner, and "5,000 samples" means 5,000
+        distinct rows (the rows of an ``np.memmap`` are not compared).
     augmentation : callable, VirtualAdversarial, None or "auto", default="auto"
         How the views are changed. A callable maps a batch tensor to a
         randomly changed batch and is applied to both views. A
@@ -387,13 +391,18 @@ class IICClustering(
             and scaling.projection is None
         )
         augment = self._resolve_augmentation(image_shape, noise_floor=whole_wide)
-        n_neighbors = self._resolve_neighbors(n_samples, image_shape)
+        # Copies count once for the neighbour rule too: a table of 150
+        # points given 40 times is still a table of 150 points.
+        distinct, n_distinct = self._distinct_rows(X, image_shape)
+        n_neighbors = self._resolve_neighbors(n_distinct, image_shape)
         if (
             self.n_neighbors == "auto"
             and isinstance(augment, VirtualAdversarial)
-            and n_samples >= _AUTO_NEIGHBOR_PAIRS_BELOW
+            and n_distinct >= _AUTO_NEIGHBOR_PAIRS_BELOW
         ):
             n_neighbors = 0  # each sample with its own adversarial view
+        if not _Views.searches(n_samples, n_neighbors, augment):
+            distinct = None
         if n_neighbors == 0 and augment is None:
             raise ValueError(
                 "With augmentation=None the second view must come from neighbours; "
@@ -437,6 +446,7 @@ class IICClustering(
                 if whole_wide and n_neighbors
                 else None
             ),
+            distinct=distinct,
         )
 
     def _fit_core(self, X, plan, *, device, parallel=None):
@@ -454,6 +464,7 @@ class IICClustering(
                 plan.augment,
                 progress=self._neighbor_progress(parallel, data.n_samples, plan),
                 axes=plan.search_axes,
+                distinct=plan.distinct,
             )
         if plan.candidate_epochs:
             trainings = [self._candidates(plan, data, views, device, parallel)]
@@ -495,7 +506,9 @@ class IICClustering(
                 along = "among all features, for the step lengths" if both else None
             else:
                 along = _along(axes.shape[1]) + (", for the partners" if both else "")
-            self._neighbor_search_progress(parallel, k, n_samples, along=along)
+            self._neighbor_search_progress(
+                parallel, k, n_samples, along=along, distinct=plan.distinct
+            )
         return self._neighbor_search_progress(parallel, 0, n_samples)
 
     def _training(self, plan, seed, number, data, views, device, parallel):
@@ -694,7 +707,11 @@ class IICClustering(
         with torch_threads(self.n_threads), forked_rng(self._view_seed, device):
             n_neighbors = min(self._n_neighbors, X.shape[0] - 1)
             views = _Views.build(
-                data, n_neighbors, self._augment, axes=self._search_axes
+                data,
+                n_neighbors,
+                self._augment,
+                axes=self._search_axes,
+                distinct=_distinct_if_searched(X, n_neighbors, self._augment),
             )
             losses = evaluate_heads(module, [module.heads[0]], data, views, 1.0)
         return float(-losses[0])
@@ -734,6 +751,7 @@ class _IICPlan(FitPlan):
     continue_seed: int | None  # seeds the kept candidate's further training
     view_seed: int  # seeds the neighbour search and the views of score()
     search_axes: np.ndarray | None  # the axes the partners are searched along
+    distinct: tuple | None  # _data.distinct_rows of X where it is searched, or None
     self_label_epochs: int  # epochs of the self-labelling stage; 0: none
     self_label_seed: int  # seeds the self-labelling stage
 
@@ -767,6 +785,14 @@ class _IICResult(NamedTuple):
     selection: Selection  # the head selection of the kept initialisation
     labels: np.ndarray  # cluster of each training sample, as the head numbers them
     streamed: bool  # whether the data was streamed to the device
+
+
+def _distinct_if_searched(X, n_neighbors, augment):
+    """:func:`_data.distinct_rows` of ``X`` where the views search neighbours
+    in it (partners, or the lengths of adversarial steps), else None."""
+    if not _Views.searches(X.shape[0], n_neighbors, augment):
+        return None
+    return _data.distinct_rows_in_memory(X)
 
 
 def _resolve_inits(n_init, image_shape, max_epochs):
@@ -809,16 +835,27 @@ class _Views:
         self.radius = radius
 
     @classmethod
-    def build(cls, data, n_neighbors: int, augment, progress=None, axes=None) -> _Views:
+    def build(
+        cls, data, n_neighbors: int, augment, progress=None, axes=None, distinct=None
+    ) -> _Views:
         """Neighbour lists and perturbation lengths of ``data``, as needed, from
         the searches of :meth:`searches` (``progress`` as for
         :func:`_data.neighbor_indices`); the lengths are measured on the
-        samples themselves."""
+        samples themselves.
+
+        ``distinct``, from :func:`_data.distinct_rows` of the samples, makes
+        the searches run among the distinct rows: a copy of a sample is no
+        neighbour of it (its view would be the sample itself, and its distance
+        no step length), and copies share their neighbours (at most one fewer
+        than the distinct rows).
+        """
         searches = cls.searches(data.n_samples, n_neighbors, augment, axes)
         if not searches:
             return cls(None, augment)
         found = [
-            _data.neighbor_indices(data, k, progress=progress, axes=along)
+            _data.neighbor_indices(
+                data, k, progress=progress, axes=along, distinct=distinct
+            )
             for k, along in searches
         ]
         neighbors = found[0][:, :n_neighbors] if n_neighbors else None

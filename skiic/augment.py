@@ -471,9 +471,10 @@ class VirtualAdversarial(_Settings):
         ``data`` is a tensor or a data source, as for :func:`nearest_neighbors`;
         with fewer than ``n_neighbors + 1`` samples the farthest one counts.
         ``neighbors``, each sample's nearest neighbours (nearest first, at
-        least that many), saves the search when already found; the distance
-        is measured on the rows either way. With ``noise_floor`` the length
-        is ``eps`` times :math:`\sqrt{d_k^2 - d_1^2}`.
+        least that many, or all there are), saves the search when already
+        found; the distance is measured on the rows either way. With
+        ``noise_floor`` the length is ``eps`` times
+        :math:`\sqrt{d_k^2 - d_1^2}`.
         """
         from ._data import distances_to
 
@@ -482,6 +483,7 @@ class VirtualAdversarial(_Settings):
         )
         if neighbors is None:
             neighbors = nearest_neighbors(data, k)
+        k = min(k, neighbors.shape[1])  # fewer distinct rows than neighbours
         far = distances_to(data, neighbors[:, k - 1])
         if self.noise_floor:
             near = distances_to(data, neighbors[:, 0])

@@ -81,6 +81,57 @@ def test_duplicates_are_neighbours_but_never_the_sample_itself():
     assert set(found[0].tolist()) == {1, 2}
 
 
+def test_distinct_rows_finds_every_copy(tmp_path):
+    """First occurrences in order and each row's copy; None without copies;
+    images and an ``np.memmap`` read in chunks alike."""
+    rng = np.random.default_rng(0)
+    base = rng.random((40, 6), dtype=np.float32)
+    picks = rng.integers(0, 40, 300)
+    X = base[picks]
+    first, inverse = _data.distinct_rows(X)
+    assert np.array_equal(first, np.sort(first))
+    np.testing.assert_array_equal(X[first][inverse], X)
+    assert len(first) == len(np.unique(picks))
+    # a copy is recognised whatever its position; distinct rows never merge
+    _, expected = np.unique(X, axis=0, return_inverse=True)
+    assert len(np.unique(expected.reshape(-1))) == len(first)
+    np.testing.assert_array_equal(
+        expected.reshape(-1)[first][inverse], expected.reshape(-1)
+    )
+    assert _data.distinct_rows(base) is None
+    np.testing.assert_array_equal(
+        _data.distinct_rows(X.reshape(300, 1, 2, 3))[0], first
+    )
+    stored = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=X.shape)
+    stored[:] = X
+    original = _data._HASH_ROWS
+    try:
+        _data._HASH_ROWS = 64  # five chunks
+        chunked = _data.distinct_rows(stored)
+    finally:
+        _data._HASH_ROWS = original
+    np.testing.assert_array_equal(chunked[0], first)
+    np.testing.assert_array_equal(chunked[1], inverse)
+    # the estimators leave a memmap's rows on disk
+    assert _data.distinct_rows_in_memory(stored) is None
+    np.testing.assert_array_equal(_data.distinct_rows_in_memory(X)[1], inverse)
+
+
+def test_distinct_rows_merges_nothing_on_a_hash_collision(monkeypatch):
+    """Rows are checked against their distinct row: should two different rows
+    share a hash, no rows are merged at all."""
+    X = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]], dtype=np.float32)
+    assert _data.distinct_rows(X) is not None
+
+    real_unique = np.unique
+
+    def colliding_unique(values, **kwargs):  # every row hashed alike
+        return real_unique(np.zeros_like(values), **kwargs)
+
+    monkeypatch.setattr(_data.np, "unique", colliding_unique)
+    assert _data.distinct_rows(X) is None
+
+
 def test_too_many_neighbours_are_rejected():
     with pytest.raises(ValueError, match="between 1 and n_samples - 1 = 3"):
         _data.neighbor_indices(_data.ResidentData(torch.zeros(4, 2)), 4)
