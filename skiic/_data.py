@@ -325,8 +325,9 @@ def planning_generator(device) -> torch.Generator:
 NEIGHBOR_QUERY_ROWS = 20_000
 
 
-# Rows hashed at a time by distinct_rows.
-_HASH_ROWS = 65_536
+# distinct_rows hashes at most this many rows, and about this many bytes, at a
+# time.
+_HASH_ROWS, _HASH_BYTES = 65_536, 1 << 24
 
 
 def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
@@ -335,8 +336,9 @@ def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
     Returns ``(first, inverse)``: the index of each distinct row's first
     occurrence, in increasing order, and for every row the position in
     ``first`` of its copy. Rows are compared by their bytes, through a 64-bit
-    hash computed ``_HASH_ROWS`` rows at a time (an ``np.memmap`` is read in
-    chunks, never whole); every row is then checked against its distinct
+    hash computed a chunk of at most ``_HASH_ROWS`` rows and about
+    ``_HASH_BYTES`` bytes at a time (an ``np.memmap`` is read in chunks,
+    never whole); every row is then checked against its distinct
     row, and a hash collision, should one happen, counts every row distinct.
 
     Examples
@@ -355,8 +357,9 @@ def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
     rng = np.random.default_rng(0)
     weights = rng.integers(0, 2**63, n_words, dtype=np.uint64) * 2 + 1  # odd
     hashes = np.empty(n, dtype=np.uint64)
-    for start in range(0, n, _HASH_ROWS):
-        rows = np.ascontiguousarray(X[start : start + _HASH_ROWS])
+    chunk = max(1, min(_HASH_ROWS, _HASH_BYTES // (n_words * 8)))
+    for start in range(0, n, chunk):
+        rows = np.ascontiguousarray(X[start : start + chunk])
         raw = rows.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), width)
         padded = np.zeros((len(rows), n_words * 8), dtype=np.uint8)
         padded[:, :width] = raw
@@ -371,8 +374,8 @@ def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     first, inverse = first[order], rank[inverse.reshape(-1)]
-    for start in range(0, n, _HASH_ROWS):
-        stop = min(start + _HASH_ROWS, n)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
         copies = first[inverse[start:stop]]
         if not np.array_equal(np.asarray(X[start:stop]), np.asarray(X[copies])):
             return None  # a collision: no rows are merged
