@@ -474,9 +474,7 @@ class _RowsOf:
     def take(self, idx: Tensor) -> Tensor:
         return self.data.take(self.rows[idx.to(self.rows.device)])
 
-    def load(self, plans: Iterable[tuple[Tensor, ...]]):
-        for plan in plans:
-            yield plan, tuple(self.take(idx) for idx in plan)
+    load = ResidentData.load  # plan by plan through take
 
 
 def distances_to(data, partners: Tensor) -> Tensor:

@@ -578,9 +578,7 @@ class DeepClusterEstimator(
 
 def _search_size(n_neighbors: int, augment, n_samples: int) -> int:
     """Neighbours the one search of a fit finds (0: none): for the swap and
-    for the adversarial step's length. It runs among the distinct rows: a
-    copy of a sample swapped in would leave it as it is, and a step measured
-    to it would have no length."""
+    for the adversarial step's length."""
     _, adversarial = _split_augmentation(augment)
     if adversarial is None:
         return n_neighbors

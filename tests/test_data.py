@@ -117,6 +117,27 @@ def test_distinct_rows_finds_every_copy(tmp_path):
     np.testing.assert_array_equal(_data.distinct_rows_in_memory(X)[1], inverse)
 
 
+def test_search_among_distinct_rows_is_the_same_resident_or_streamed():
+    """Copies share their neighbours, none of them a copy, along axes or not,
+    whether the rows are resident or streamed (read through ``_RowsOf``)."""
+    rng = np.random.default_rng(3)
+    X = rng.random((60, 5), dtype=np.float32)[rng.integers(0, 60, 200)]
+    distinct = _data.distinct_rows(X)
+    axes = np.linalg.qr(rng.normal(size=(5, 2)))[0].astype(np.float32)
+    streamed = _data.StreamedData(
+        X, offset=0.0, scale=1.0, shape=None, device=torch.device("cpu")
+    )
+    for along in (None, axes):
+        results = [
+            _data.neighbor_indices(data, 4, axes=along, distinct=distinct).numpy()
+            for data in (_data.ResidentData(torch.from_numpy(X)), streamed)
+        ]
+        np.testing.assert_array_equal(results[0], results[1])
+        assert not (X[results[0]] == X[:, None, :]).all(axis=2).any()
+        first, inverse = distinct
+        np.testing.assert_array_equal(results[0], results[0][first][inverse])
+
+
 def test_distinct_rows_merges_nothing_on_a_hash_collision(monkeypatch):
     """Rows are checked against their distinct row: should two different rows
     share a hash, no rows are merged at all."""
