@@ -90,6 +90,9 @@ class AutoEncoderEmbedder(
         ``n_neighbors=20``), but where groups overlap it can cost much
         (breast cancer: 0.840 against 0.942), so it is off by default;
         choose it with labels on a sample (see :ref:`autoencoder_neighbours`).
+        Rows that repeat count once: the neighbours are searched among the
+        distinct training rows, so a copy of a sample is never its
+        neighbour (the rows of an ``np.memmap`` are not compared).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training samples, record their
         reconstruction error after each epoch as ``valid_loss`` in
@@ -278,6 +281,13 @@ class AutoEncoderEmbedder(
     def _make_plan(self, X, image_shape, scaling):
         seed, split_seed = self._seeds(2)
         train, valid = self._split(X.shape[0], split_seed)
+        n_neighbors = self._resolve_neighbors(len(train))
+        distinct = None
+        if n_neighbors:
+            # Copies of a training sample are never its neighbours.
+            distinct = _data.distinct_rows_among(
+                _data.distinct_rows_in_memory(X), train
+            )
         # Images on a CPU: the compact default network; fewer steps when large.
         on_cpu = self._images_on_cpu(image_shape)
         fewer_steps = on_cpu and large_images(image_shape)
@@ -295,7 +305,8 @@ class AutoEncoderEmbedder(
                 high=_AUTO_MAX_EPOCHS,
             ),
             augment=self._resolve_augmentation(image_shape),
-            n_neighbors=self._resolve_neighbors(len(train)),
+            n_neighbors=n_neighbors,
+            distinct=distinct,
             train=train,
             valid=valid,
             seed=seed,
@@ -342,10 +353,10 @@ class AutoEncoderEmbedder(
         neighbors = None
         if plan.n_neighbors:
             progress = self._neighbor_search_progress(
-                parallel, plan.n_neighbors, len(train)
+                parallel, plan.n_neighbors, len(train), distinct=plan.distinct
             )
             neighbors = _data.neighbor_indices_among(
-                data, train, plan.n_neighbors, progress=progress
+                data, train, plan.n_neighbors, progress=progress, distinct=plan.distinct
             ).to(data.index_device)
         with forked_rng(plan.seed, device):
             objective = _ReconstructionObjective(
@@ -519,6 +530,7 @@ class AutoEncoderEmbedder(
 class _AutoEncoderPlan(FitPlan):
     augment: object  # the resolved augmentation (callable or None)
     n_neighbors: int  # neighbours an input is drawn from; 0: the sample itself
+    distinct: tuple | None  # _data.distinct_rows of X[train] where searched, or None
     train: np.ndarray  # indices of the training samples
     valid: np.ndarray | None  # indices held out for early stopping, or None
     seed: int  # torch seed of initialisation, batches and augmentations

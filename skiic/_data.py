@@ -388,6 +388,36 @@ def distinct_rows_in_memory(X) -> tuple[np.ndarray, np.ndarray] | None:
     return None if isinstance(X, np.memmap) else distinct_rows(X)
 
 
+def distinct_rows_among(distinct, rows: np.ndarray):
+    """:func:`distinct_rows` of ``X[rows]``, from ``distinct``, those of ``X``.
+
+    None when ``distinct`` is None or no row of ``X[rows]`` repeats another;
+    else ``(first, inverse)`` as positions in ``rows``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skiic._data import distinct_rows, distinct_rows_among
+    >>> X = np.array([[1.0], [2.0], [1.0], [3.0], [2.0]])
+    >>> first, inverse = distinct_rows_among(distinct_rows(X), np.array([1, 2, 4]))
+    >>> first.tolist(), inverse.tolist()
+    ([0, 1], [0, 1, 0])
+    >>> distinct_rows_among(distinct_rows(X), np.array([0, 1, 3])) is None
+    True
+    """
+    if distinct is None:
+        return None
+    _, first, inverse = np.unique(
+        distinct[1][rows], return_index=True, return_inverse=True
+    )
+    if len(first) == len(rows):
+        return None
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
+
+
 def neighbor_indices(
     data, n_neighbors: int, *, progress=None, axes=None, distinct=None
 ) -> Tensor:
@@ -442,7 +472,7 @@ def _coordinates(data, axes) -> Tensor:
 
 
 def neighbor_indices_among(
-    data, rows: Tensor, n_neighbors: int, *, progress=None, axes=None
+    data, rows: Tensor, n_neighbors: int, *, progress=None, axes=None, distinct=None
 ):
     """:func:`neighbor_indices` within the samples ``rows`` of ``data`` only.
 
@@ -450,17 +480,19 @@ def neighbor_indices_among(
     of the neighbours of sample ``rows[i]``; the other samples (say, held out
     for validation) are never among them. Only data resident on the CPU is
     copied (for scikit-learn's search); elsewhere the rows are read in place.
-    ``axes`` as for :func:`neighbor_indices`.
+    ``axes`` as for :func:`neighbor_indices`; ``distinct`` too, of the
+    samples ``rows`` (positions in ``rows``).
     """
     rows = rows.to(data.index_device)
     everything = torch.arange(data.n_samples, device=rows.device)
+    kwargs = dict(progress=progress, axes=axes, distinct=distinct)
     if len(rows) == data.n_samples and torch.equal(rows, everything):
-        return neighbor_indices(data, n_neighbors, progress=progress, axes=axes)
+        return neighbor_indices(data, n_neighbors, **kwargs)
     if isinstance(data, ResidentData) and data.device.type == "cpu":
         subset = ResidentData(data.take(rows))
     else:
         subset = _RowsOf(data, rows)
-    return neighbor_indices(subset, n_neighbors, progress=progress, axes=axes)
+    return neighbor_indices(subset, n_neighbors, **kwargs)
 
 
 class _RowsOf:

@@ -397,6 +397,30 @@ def test_neighbour_search_runs_once_per_fit_and_is_announced(monkeypatch, capsys
     assert "searching the 3 nearest neighbours of 60 samples" in capsys.readouterr().out
 
 
+def test_copies_of_a_training_sample_are_never_its_neighbours(monkeypatch, capsys):
+    """Rows given several times: the neighbours are searched among the
+    distinct training rows, so a sample's input is never its own copy."""
+    from skiic import _data
+
+    found = []
+    search = _data.neighbor_indices_among
+
+    def keeping_search(data, rows, k, **kwargs):
+        found.append((rows.numpy(), search(data, rows, k, **kwargs).numpy()))
+        return torch.from_numpy(found[-1][1])
+
+    monkeypatch.setattr(_data, "neighbor_indices_among", keeping_search)
+    X = np.tile(np.random.default_rng(0).random((15, 4)), (6, 1))
+    model = AutoEncoderEmbedder(2, n_neighbors=8, early_stopping=True, verbose=1)
+    model.set_params(**dict(FAST, max_epochs=20)).fit(X)
+    out = capsys.readouterr().out
+    assert "searching the 8 nearest neighbours of 81 samples (15 distinct)" in out
+    train, neighbors = found[-1]  # the outer call: positions in the training rows
+    assert train.shape == (81,) and neighbors.shape == (81, 8)
+    partners = X[train][neighbors]
+    assert not (partners == X[train][:, None, :]).all(axis=2).any()
+
+
 def test_neighbour_inputs_on_streamed_data_match_resident_ones(tmp_path):
     X = np.random.default_rng(0).random((80, 6)).astype(np.float32)
     stored = np.lib.format.open_memmap(

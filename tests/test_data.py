@@ -117,6 +117,18 @@ def test_distinct_rows_finds_every_copy(tmp_path):
     np.testing.assert_array_equal(_data.distinct_rows_in_memory(X)[1], inverse)
 
 
+def test_distinct_rows_among_a_subset_are_those_of_the_subset():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 4, size=(200, 2)).astype(np.float32)  # 16 rows at most
+    for rows in (np.sort(rng.choice(200, 50, replace=False)), np.arange(3, 190)):
+        among = _data.distinct_rows_among(_data.distinct_rows(X), rows)
+        direct = _data.distinct_rows(X[rows])
+        np.testing.assert_array_equal(among[0], direct[0])
+        np.testing.assert_array_equal(among[1], direct[1])
+    assert _data.distinct_rows_among(_data.distinct_rows(X), np.array([0])) is None
+    assert _data.distinct_rows_among(None, np.arange(10)) is None
+
+
 def test_search_among_distinct_rows_is_the_same_resident_or_streamed():
     """Copies share their neighbours, none of them a copy, along axes or not,
     whether the rows are resident or streamed (read through ``_RowsOf``)."""
