@@ -137,7 +137,7 @@ def cluster(args: argparse.Namespace, out=None) -> int:
         args.data, key=args.key, labels=args.labels is None
     )
     if args.labels is not None:
-        labels_true = read_labels(args.labels, args.data)
+        labels_true = read_labels(args.labels, args.data, n_samples=X.shape[0])
         source_labels = args.labels
     else:
         source_labels = f"{args.data} (array 'y')" if labels_true is not None else None

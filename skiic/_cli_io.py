@@ -61,8 +61,12 @@ def read_data(path: str, *, key: str | None = None, labels: bool = True):
     )
 
 
-def read_labels(spec: str, data_path: str):
-    """Labels from a file, or from an array of the data's .npz named ``spec``."""
+def read_labels(spec: str, data_path: str, n_samples: int | None = None):
+    """Labels from a file, or from an array of the data's .npz named ``spec``.
+
+    A text file may hold numbers or class names, one per line (a first line
+    of a column name above numbers is skipped; above names, where the file
+    has one line more than the ``n_samples`` of the data)."""
     if Path(data_path).suffix.lower() == ".npz" and not Path(spec).exists():
         with _open_npz(_existing(data_path)) as archive:
             if spec in archive.files:
@@ -77,7 +81,7 @@ def read_labels(spec: str, data_path: str):
     if suffix == ".npy":
         labels = _load_npy(file)
     elif suffix in (".csv", ".txt"):
-        labels, _ = _load_text(file)
+        labels = _load_label_text(file, n_samples)
     elif suffix == ".npz":
         with _open_npz(file) as archive:
             names = list(archive.files)
@@ -200,6 +204,37 @@ def _load_text(file: Path):
     if data.size == 0:
         raise InputError(f"{file} holds no data.")
     return data, header
+
+
+def _load_label_text(file: Path, n_samples: int | None):
+    """One label a line, numbers or class names (:func:`read_labels`); text
+    of several columns goes to :func:`_load_text` (numbers only)."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {file} as text: {exc}") from None
+    while lines and not lines[-1]:
+        lines.pop()
+    if any("," in line or _numbers_apart(line) for line in lines):
+        return _load_text(file)[0]
+    if not lines:
+        raise InputError(f"{file} holds no data.")
+    if "" in lines:
+        raise InputError(f"{file} has an empty line among its labels.")
+    numbers = [_is_number(line) for line in lines]
+    if all(numbers[1:]) and len(lines) > 1:
+        # Numbers, perhaps below a column name.
+        return np.array(lines[1:] if not numbers[0] else lines, dtype=np.float64)
+    if n_samples is not None and len(lines) == n_samples + 1:
+        lines = lines[1:]  # a column name above class names
+    return np.array(lines)
+
+
+def _numbers_apart(line: str) -> bool:
+    """Whether ``line`` holds several numbers apart (columns, not a name)."""
+    fields = line.split()
+    return len(fields) > 1 and all(_is_number(field) for field in fields)
 
 
 def _is_number(text: str) -> bool:

@@ -134,6 +134,33 @@ def test_too_many_clusters_for_kmeans_on_codes_is_refused_before_training(
     assert "fitting" not in stdout
 
 
+@pytest.mark.parametrize("header", ["", "species\n"])
+def test_labels_may_be_class_names_in_a_text_file(capsys, files, blobs, header):
+    """Class names one per line (as ``pandas`` writes a column of them, with
+    its name above) score as their numbers do."""
+    _, y = blobs
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    (files / "names.csv").write_text(header + "\n".join(names) + "\n")
+    np.savetxt(files / "numbers.csv", y, fmt="%d", header="y", comments="")
+    scores = []
+    for labels in ("names.csv", "numbers.csv"):
+        status, stdout, stderr = run(
+            capsys, "cluster", files / "X.npy", "-k", 3,
+            "--labels", files / labels, *FAST,
+        )  # fmt: skip
+        assert status == 0, stderr
+        scores.append(stdout[stdout.index("NMI") :])
+    assert scores[0] == scores[1]
+
+
+def test_labels_in_columns_are_refused(capsys, files):
+    (files / "two.txt").write_text("0 1\n" * 60)
+    status, _, stderr = run(
+        capsys, "cluster", files / "X.npy", "-k", 3, "--labels", files / "two.txt"
+    )
+    assert status == 2 and "must be one column" in stderr
+
+
 def test_labels_are_written_before_the_scores(capsys, files, monkeypatch):
     import skiic.metrics
 
