@@ -174,13 +174,14 @@ def _check_magic(file: Path, magic: bytes, what: str) -> None:
 
 
 def _load_text(file: Path):
-    """Numbers separated by commas (or whitespace), with an optional header."""
+    """Numbers separated by semicolons, commas or whitespace, with an
+    optional header."""
     try:
         with open(file, encoding="utf-8") as handle:
             first, second = handle.readline(), handle.readline()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {file} as text: {exc}") from None
-    delimiter = "," if "," in first else None
+    delimiter = _separator(first)
     raw = [field.strip() for field in first.split(delimiter)]
     fields = [field for field in raw if field]
     # Column names: no number among them (a comment line such as NumPy's
@@ -194,7 +195,7 @@ def _load_text(file: Path):
     )
     if header and second.strip():
         # The samples say how they are separated, whatever the header uses.
-        delimiter = "," if "," in second else None
+        delimiter = _separator(second)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
@@ -216,7 +217,7 @@ def _load_label_text(file: Path, n_samples: int | None):
         raise InputError(f"cannot read {file} as text: {exc}") from None
     while lines and not lines[-1]:
         lines.pop()
-    if any("," in line or _numbers_apart(line) for line in lines):
+    if any(_separator(line) or _numbers_apart(line) for line in lines):
         return _load_text(file)[0]
     if not lines:
         raise InputError(f"{file} holds no data.")
@@ -229,6 +230,12 @@ def _load_label_text(file: Path, n_samples: int | None):
     if n_samples is not None and len(lines) == n_samples + 1:
         lines = lines[1:]  # a column name above class names
     return np.array(lines)
+
+
+def _separator(line: str) -> str | None:
+    """The separator of a line: a semicolon (as spreadsheets write a .csv in
+    locales whose decimal mark is a comma), else a comma, else whitespace."""
+    return ";" if ";" in line else "," if "," in line else None
 
 
 def _numbers_apart(line: str) -> bool:

@@ -93,6 +93,24 @@ def test_csv_header_need_not_use_the_samples_separator(capsys, tmp_path, header)
     assert "(its first line skipped as a header): 30 samples, vectors of 3" in stdout
 
 
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", " "])
+def test_csv_separators_read_the_same_samples(capsys, tmp_path, delimiter):
+    """Commas, semicolons (a spreadsheet's .csv in many locales), tabs and
+    spaces separate the values alike."""
+    X, _ = make_blobs(n_samples=30, n_features=3, centers=2, random_state=0)
+    np.save(tmp_path / "X.npy", X)
+    path = tmp_path / "data.csv"
+    np.savetxt(path, X, delimiter=delimiter, header="a,b,c", comments="")
+    for data, out in ((path, "from_csv.npy"), (tmp_path / "X.npy", "from_npy.npy")):
+        status, stdout, stderr = run(
+            capsys, "cluster", data, "-k", 2, "--out", tmp_path / out, *FAST
+        )
+        assert status == 0, stderr
+        assert "30 samples, vectors of 3 features" in stdout
+    found = [np.load(tmp_path / out) for out in ("from_csv.npy", "from_npy.npy")]
+    np.testing.assert_array_equal(*found)
+
+
 def test_csv_of_pandas_column_numbers_skips_them_as_a_header(capsys, tmp_path):
     X, _ = make_blobs(n_samples=30, n_features=3, centers=2, random_state=0)
     path = tmp_path / "frame.csv"
