@@ -143,7 +143,14 @@ def _load_npy(file: Path):
     try:
         return np.load(file, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read {file} as .npy: {exc}") from None
+        hint = ""
+        if "allow_pickle" in str(exc):
+            # Loading pickles would run code from the file: never done.
+            hint = (
+                " (skiic does not load pickles; save numbers with a numeric "
+                "dtype, class names with a string one: np.save(path, a.astype(str)))"
+            )
+        raise InputError(f"cannot read {file} as .npy: {exc}{hint}") from None
 
 
 def _open_npz(file: Path):

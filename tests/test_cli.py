@@ -171,6 +171,21 @@ def test_labels_may_be_class_names_in_a_text_file(capsys, files, blobs, header):
     assert scores[0] == scores[1]
 
 
+def test_object_arrays_are_refused_with_the_way_out(capsys, files, blobs):
+    _, y = blobs
+    np.save(files / "names.npy", np.array(["a", "b", "c"], dtype=object)[y])
+    status, _, stderr = run(
+        capsys, "cluster", files / "X.npy", "-k", 3, "--labels", files / "names.npy"
+    )
+    assert status == 2 and "does not load pickles" in stderr and "astype(str)" in stderr
+    np.save(files / "names.npy", np.array(["a", "b", "c"])[y])
+    status, stdout, stderr = run(
+        capsys, "cluster", files / "X.npy", "-k", 3,
+        "--labels", files / "names.npy", *FAST,
+    )  # fmt: skip
+    assert status == 0 and "matched accuracy: " in stdout, stderr
+
+
 def test_labels_in_columns_are_refused(capsys, files):
     (files / "two.txt").write_text("0 1\n" * 60)
     status, _, stderr = run(
