@@ -367,13 +367,10 @@ def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
         hashes[start : start + len(rows)] = (padded.view(np.uint64) * weights).sum(
             axis=1, dtype=np.uint64
         )
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    if len(first) == n:
+    groups = _groups(hashes)
+    if groups is None:
         return None
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    first, inverse = first[order], rank[inverse.reshape(-1)]
+    first, inverse = groups
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         copies = first[inverse[start:stop]]
@@ -405,12 +402,14 @@ def distinct_rows_among(distinct, rows: np.ndarray):
     >>> distinct_rows_among(distinct_rows(X), np.array([0, 1, 3])) is None
     True
     """
-    if distinct is None:
-        return None
-    _, first, inverse = np.unique(
-        distinct[1][rows], return_index=True, return_inverse=True
-    )
-    if len(first) == len(rows):
+    return None if distinct is None else _groups(distinct[1][rows])
+
+
+def _groups(keys: np.ndarray):
+    """``(first, inverse)`` of equal ``keys`` as :func:`distinct_rows` gives
+    them (first occurrences in increasing order), or None when all differ."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if len(first) == len(keys):
         return None
     order = np.argsort(first)
     rank = np.empty_like(order)
