@@ -16,7 +16,8 @@ makes a run on ``W`` processes train exactly like one process on the same
 global batch, up to floating-point summation order.
 
 Processes are started by :func:`spawn` (one per entry of ``devices``; gloo for
-CPUs, NCCL for GPUs) or already exist (``torchrun``, any launcher that
+CPUs, NCCL for GPUs; forked from a server that has imported skiic once where
+every device is a CPU) or already exist (``torchrun``, any launcher that
 initialises the default process group).
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import mmap
+import multiprocessing
 import os
 import tempfile
 from pathlib import Path
@@ -46,6 +48,8 @@ __all__ = [
 
 # How long a process waits for the others in a collective before giving up.
 _TIMEOUT = datetime.timedelta(minutes=10)
+# What the fork server of CPU processes imports once, before any fit forks it.
+_PRELOAD = ["skiic._iic", "skiic._deepcluster", "skiic._autoencoder"]
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -338,11 +342,17 @@ def spawn(target, devices, args, *, threads=None):
     The processes on the CPU share ``threads`` torch threads (by default the
     machine's cores), each taking an equal part, at least one.
     Returns what the process of rank 0 returned, or raises what it raised.
-    The processes are started with the ``spawn`` method, so a script that
-    calls ``fit`` with ``devices`` must guard its top level with
+    Each process imports the caller's main module again (the ``spawn`` and
+    ``forkserver`` methods, see :func:`start_method`), so a script that calls
+    ``fit`` with ``devices`` must guard its top level with
     ``if __name__ == "__main__":``.
     """
     devices = check_devices(devices)
+    method = start_method(devices)
+    if method == "forkserver":
+        # Taken by the server when it starts (the first such fit); afterwards
+        # it changes nothing.
+        multiprocessing.set_forkserver_preload(_PRELOAD)
     with tempfile.TemporaryDirectory(prefix="skiic-") as folder:
         try:
             torch.multiprocessing.start_processes(
@@ -350,7 +360,7 @@ def spawn(target, devices, args, *, threads=None):
                 args=(target, devices, args, folder, threads),
                 nprocs=len(devices),
                 join=True,
-                start_method="spawn",
+                start_method=method,
             )
         except Exception as failure:
             outcome = _read_outcome(folder)
@@ -361,6 +371,28 @@ def spawn(target, devices, args, *, threads=None):
     if status == "error":
         raise value
     return value
+
+
+def start_method(devices) -> str:
+    """How :func:`spawn` starts the processes for ``devices``.
+
+    ``"forkserver"`` where every device is a CPU and the platform has it
+    (Linux, macOS): the processes fork from one server process that imported
+    torch and skiic once, which saves each fit those imports (about 4 s on a
+    2-core CPU). ``"spawn"`` otherwise (GPUs, Windows): a fresh interpreter
+    per process. Neither copies the caller's threads or CUDA state.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skiic._distributed import start_method
+    >>> start_method([torch.device("cuda:0"), torch.device("cuda:1")])
+    'spawn'
+    """
+    on_cpus = all(torch.device(d).type == "cpu" for d in devices)
+    if on_cpus and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
 
 
 def _run_rank(rank, target, devices, args, folder, threads=None):

@@ -1,6 +1,8 @@
 """Data-parallel training over processes (gloo on CPUs) equals one process."""
 
+import multiprocessing
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from skiic._distributed import (
     check_devices,
     convert_batchnorm,
     revert_batchnorm,
+    start_method,
 )
 from skiic.augment import VectorAugmentation, VirtualAdversarial
 from skiic.exceptions import TrainingError
@@ -54,7 +57,15 @@ def assert_same_training(a, b, atol=0):
     assert a.loss_ == pytest.approx(b.loss_, abs=1e-3)
 
 
-def test_two_processes_train_like_one(blobs, single):
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_two_processes_train_like_one(blobs, single, method, monkeypatch):
+    """CPU processes fork from a server; GPUs' fresh interpreters (spawn) are
+    checked on the CPUs too."""
+    from skiic import _distributed
+
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"{method} is not available here")
+    monkeypatch.setattr(_distributed, "start_method", lambda devices: method)
     spread = IICClustering(3, random_state=0, devices=["cpu", "cpu"], **PARAMS)
     spread.fit(blobs)
     assert_same_training(spread, single)
@@ -149,6 +160,13 @@ class NaNBackbone(nn.Module):
 
     def forward(self, x):
         return self.linear(x) * float("nan")
+
+
+def test_cpu_processes_fork_from_a_server_and_gpus_spawn():
+    cpus = check_devices(["cpu", "cpu"])
+    expected = "forkserver" if sys.platform != "win32" else "spawn"
+    assert start_method(cpus) == expected
+    assert start_method([torch.device("cuda:0"), torch.device("cuda:1")]) == "spawn"
 
 
 def test_failure_in_the_processes_reaches_the_caller(blobs):
