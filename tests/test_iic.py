@@ -84,12 +84,21 @@ def test_pca_pipeline_on_digit_vectors(digits):
 @pytest.mark.parametrize(("n_samples", "n_neighbors"), [(4999, 10), (5000, 0)])
 def test_vector_default_views_by_data_size(n_samples, n_neighbors):
     """Virtual adversarial views of a neighbour below 5,000 samples, of the
-    sample itself from there on; fresh heads only with neighbours."""
+    sample itself from there on; fresh heads only with neighbours. The fit
+    follows its plan (checked where it is cheap: no fresh heads)."""
+    from skiic._base import fit_scaling
+
     X = np.random.default_rng(0).normal(size=(n_samples, 3))
-    model = IICClustering(3, **dict(FAST, max_epochs=1, n_heads=1)).fit(X)
-    assert isinstance(model._augment, VirtualAdversarial)
-    assert model._n_neighbors == n_neighbors
-    assert model.head_losses_.shape == ((1 + 50,) if n_neighbors else (1,))
+    model = IICClustering(3, **dict(FAST, max_epochs=1, n_heads=1))
+    plan = model._make_plan(X, None, fit_scaling(X, None))
+    assert isinstance(plan.augment, VirtualAdversarial)
+    assert plan.n_neighbors == n_neighbors
+    assert plan.n_head_inits == (50 if n_neighbors else 0)
+    if not n_neighbors:
+        model.fit(X)
+        assert model._augment == plan.augment
+        assert model._n_neighbors == 0
+        assert model.head_losses_.shape == (1,)
 
 
 def test_blobs_are_recovered(blobs, fitted_blobs):
