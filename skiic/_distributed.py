@@ -342,10 +342,10 @@ def spawn(target, devices, args, *, threads=None):
     The processes on the CPU share ``threads`` torch threads (by default the
     machine's cores), each taking an equal part, at least one.
     Returns what the process of rank 0 returned, or raises what it raised.
-    Each process imports the caller's main module again (the ``spawn`` and
-    ``forkserver`` methods, see :func:`start_method`), so a script that calls
-    ``fit`` with ``devices`` must guard its top level with
-    ``if __name__ == "__main__":``.
+    The caller's main module is imported again, by each process (``spawn``)
+    or by the server they fork from (``forkserver``; see
+    :func:`start_method`), so a script that calls ``fit`` with ``devices``
+    must guard its top level with ``if __name__ == "__main__":``.
     """
     devices = check_devices(devices)
     method = start_method(devices)
@@ -379,8 +379,10 @@ def start_method(devices) -> str:
     ``"forkserver"`` where every device is a CPU and the platform has it
     (Linux, macOS): the processes fork from one server process that imported
     torch and skiic once, which saves each fit those imports (about 4 s on a
-    2-core CPU). ``"spawn"`` otherwise (GPUs, Windows): a fresh interpreter
-    per process. Neither copies the caller's threads or CUDA state.
+    2-core CPU); they see the environment variables the session had when the
+    server started. ``"spawn"`` otherwise (GPUs, Windows): a fresh
+    interpreter per process. Neither copies the caller's threads or CUDA
+    state.
 
     Examples
     --------
