@@ -342,10 +342,9 @@ def spawn(target, devices, args, *, threads=None):
     The processes on the CPU share ``threads`` torch threads (by default the
     machine's cores), each taking an equal part, at least one.
     Returns what the process of rank 0 returned, or raises what it raised.
-    The caller's main module is imported again, by each process (``spawn``)
-    or by the server they fork from (``forkserver``; see
-    :func:`start_method`), so a script that calls ``fit`` with ``devices``
-    must guard its top level with ``if __name__ == "__main__":``.
+    Each process imports the caller's main module again, whichever the start
+    method (see :func:`start_method`), so a script that calls ``fit`` with
+    ``devices`` must guard its top level with ``if __name__ == "__main__":``.
     """
     devices = check_devices(devices)
     method = start_method(devices)
