@@ -44,6 +44,7 @@ __all__ = [
     "convert_batchnorm",
     "revert_batchnorm",
     "spawn",
+    "start_method",
 ]
 
 # How long a process waits for the others in a collective before giving up.

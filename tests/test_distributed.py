@@ -11,7 +11,7 @@ import torch.distributed as dist
 from sklearn.datasets import make_blobs
 from torch import nn
 
-from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
+from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering, _distributed
 from skiic._distributed import (
     Parallel,
     SyncBatchNorm,
@@ -61,8 +61,6 @@ def assert_same_training(a, b, atol=0):
 def test_two_processes_train_like_one(blobs, single, method, monkeypatch):
     """CPU processes fork from a server; GPUs' fresh interpreters (spawn) are
     checked on the CPUs too."""
-    from skiic import _distributed
-
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"{method} is not available here")
     monkeypatch.setattr(_distributed, "start_method", lambda devices: method)
@@ -279,8 +277,6 @@ def test_a_memmap_reaches_the_processes_as_its_file(tmp_path):
 
 
 def test_two_processes_on_a_memmap_train_like_one(blobs, single, tmp_path, monkeypatch):
-    from skiic import _distributed
-
     sent, spawn = [], _distributed.spawn
 
     def recording(target, devices, args, **kwargs):
