@@ -111,11 +111,13 @@ class AutoEncoderEmbedder(
     module : torch.nn.Module, default=None
         Custom encoder backbone mapping a batch (n, C, H, W) or
         (n, n_features) to features (n, width); it is copied, never trained
-        in place. A linear layer to ``n_components`` is added on top, and the
-        decoder is a fully connected network (512, 512 units) reshaped to the
-        input shape. ``None`` picks a convolutional network sized from the
-        image shape (with half the channels when images train on a CPU), or
-        a fully connected one for vectors, and a decoder that mirrors it.
+        in place. A linear layer to ``n_components`` is added on top; the
+        decoder mirrors skiic's own backbones (``ConvBackbone``,
+        ``MLPBackbone``) and is a fully connected network (512, 512 units)
+        reshaped to the input shape for any other module. ``None`` picks a
+        convolutional network sized from the image shape (with half the
+        channels when images train on a CPU), or a fully connected one for
+        vectors, and a decoder that mirrors it.
     max_epochs : int or "auto", default="auto"
         Training epochs. ``"auto"`` runs about 3,000 optimiser steps, between
         10 and 200 epochs (200 epochs for the 1,797 digits at the default

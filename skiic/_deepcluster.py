@@ -90,8 +90,9 @@ class DeepClusterEstimator(
         How pseudo-classes of unequal size are balanced in training.
         ``"sampling"`` draws each epoch's samples uniformly over the
         non-empty pseudo-classes, then uniformly within one (the paper's
-        choice); ``"weights"`` visits every sample once and weights the
-        cross-entropy by the inverse pseudo-class size; ``None`` does
+        choice); ``"weights"`` visits the samples in shuffled passes (an
+        epoch is at least 30 batches, several passes on small data) and
+        weights the cross-entropy by the inverse pseudo-class size; ``None`` does
         neither, which lets a giant pseudo-class dominate.
     n_neighbors : int or "auto", default="auto"
         In training, a sample is replaced by one of its ``n_neighbors``
@@ -238,8 +239,9 @@ class DeepClusterEstimator(
     distance computation, as in scikit-learn) and the whitening (an
     eigendecomposition of the feature covariance) run in torch on the
     training device, so on a GPU the features never leave it; each epoch
-    clusters once (20 Lloyd iterations at most), the final partition keeps
-    the best of 10 k-means runs.
+    clusters once (20 Lloyd iterations at most). Without self-labelling the
+    final partition keeps the best of 10 k-means runs; after it, one k-means
+    starts from the self-labelled centres.
 
     Empty clusters take the samples farthest from their centres, as in
     scikit-learn, so every pseudo-class holds samples while the features

@@ -811,7 +811,7 @@ def _resolve_inits(n_init, image_shape, max_epochs):
 
 def _resolve_head_inits(n_head_inits, augment, n_neighbors, *, on_cpu):
     """``n_head_inits``: "auto" fits none when each sample is paired with its own
-    adversarial view, else 50 (20 on a CPU)."""
+    adversarial view, else 50 (20 for images on a CPU)."""
     if n_head_inits != "auto":
         return n_head_inits
     if isinstance(augment, VirtualAdversarial) and n_neighbors == 0:

@@ -91,8 +91,9 @@ class ConvBackbone(nn.Module):
     input_shape : tuple of int
         ``(C, H, W)`` of the images.
     channels : sequence of int, default=(32, 64, 128)
-        Channels of the stages; the first ``n_pooling_stages(input_shape) + 1``
-        are used (one stage keeps full resolution when no pooling fits).
+        Channels of the stages, one stage per pooling: the first
+        ``n_pooling_stages(input_shape)`` are used, or the first one alone
+        (a stage at full resolution) when no pooling fits.
     convs_per_stage : int, default=1
         Convolutions in each stage.
     out_features : int, default=256
