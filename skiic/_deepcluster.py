@@ -791,7 +791,7 @@ class _DeepClusterObjective(_engine.Objective):
         radius = self.parallel.shard(self.radius[idx.to(self.radius.device)])
         clean = logits.detach()
         moved = adversarial.perturb(
-            lambda z: [module(z).float()],
+            _LogitList(module),
             x,
             radius.to(x.device),
             clean=[clean],
@@ -855,6 +855,20 @@ class _DeepClusterObjective(_engine.Objective):
         trainer.history.record(
             "largest_pseudo_class", float(counts.max()) / labels.shape[0]
         )
+
+
+class _LogitList(nn.Module):
+    """``module``'s logits as the list of one tensor that
+    :meth:`VirtualAdversarial.perturb` takes. A module, not a function: the
+    probe pass then leaves ``module``'s BatchNorm running statistics alone."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.training = module.training
+
+    def forward(self, z: Tensor) -> list[Tensor]:
+        return [self.module(z).float()]
 
 
 class _PseudoLabelBatches:

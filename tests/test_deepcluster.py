@@ -96,19 +96,31 @@ def test_blobs_are_recovered(blobs, fitted_blobs):
 def test_virtual_adversarial_term_on_vectors(blobs, monkeypatch, capsys):
     """augmentation=VirtualAdversarial(): one neighbour search serves the
     neighbour swap (3) and the step length (the 10th neighbour), every
-    training step computes adversarial views, and the blobs are found."""
+    training step computes adversarial views without its far-off probe
+    touching BatchNorm's running statistics, and the blobs are found."""
     from skiic import _data
 
-    searches, steps = [], []
+    searches, steps, statistics_kept = [], [], []
     search, perturb = _data.neighbor_indices, VirtualAdversarial.perturb
 
     def counting_search(data, k, **kwargs):
         searches.append(k)
         return search(data, k, **kwargs)
 
+    def running(forward):
+        if not isinstance(forward, torch.nn.Module):  # a plain function's are lost
+            return []
+        return [b.clone() for n, b in forward.named_buffers() if "running" in n]
+
     def counting_perturb(self, forward, x, radius, **kwargs):
         steps.append(radius)
-        return perturb(self, forward, x, radius, **kwargs)
+        before = running(forward)
+        moved = perturb(self, forward, x, radius, **kwargs)
+        after = running(forward)
+        statistics_kept.append(
+            bool(before) and all(torch.equal(a, b) for a, b in zip(before, after))
+        )
+        return moved
 
     monkeypatch.setattr(_data, "neighbor_indices", counting_search)
     monkeypatch.setattr(VirtualAdversarial, "perturb", counting_perturb)
@@ -127,6 +139,7 @@ def test_virtual_adversarial_term_on_vectors(blobs, monkeypatch, capsys):
     assert "searching the 10 nearest neighbours of 300 samples" in printed
     assert len(steps) == model.n_iter_ * 30  # 30 steps an epoch on small data
     assert all(torch.all(r > 0) for r in steps)
+    assert all(statistics_kept)
     assert matched_accuracy(y, model.labels_) >= 0.95
     # the settings reach a grid search
     model.set_params(augmentation__eps=0.25)
