@@ -266,6 +266,23 @@ def process_group_parallel() -> Parallel:
     return Parallel(dist.get_rank(), dist.get_world_size())
 
 
+def from_rank_zero(obj, device: torch.device):
+    """``obj`` as rank 0 of the existing default process group has it.
+
+    Every process of a torchrun job makes its own fit plan; sending rank 0's
+    to the others keeps their seeds, views and input scaling in step even
+    where ``random_state`` draws differently in each (``None``, or a
+    ``RandomState`` that each process has used differently).
+    """
+    process_group_parallel()  # says so when there is no group
+    objects = [obj]
+    # NCCL moves the pickled bytes through this process's GPU.
+    dist.broadcast_object_list(
+        objects, src=0, device=device if device.type == "cuda" else None
+    )
+    return objects[0]
+
+
 def check_devices(devices) -> list[torch.device]:
     """Validate the ``devices`` parameter: all CPUs (gloo) or distinct GPUs (NCCL)."""
     try:

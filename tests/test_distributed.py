@@ -127,26 +127,40 @@ def test_deepcluster_two_processes_train_like_one(blobs, augmentation):
     assert not any(isinstance(m, SyncBatchNorm) for m in spread.module_.modules())
 
 
-def _torchrun_like(rank, path, X, queue):
+def _torchrun_like(rank, path, X, queue, random_state):
     """What each process of a torchrun job does: join the group, then fit."""
     dist.init_process_group("gloo", init_method=path, rank=rank, world_size=2)
     try:
-        model = IICClustering(3, random_state=0, devices="process_group", **PARAMS)
+        np.random.seed(rank)  # random_state=None: each draws differently
+        model = IICClustering(
+            3, random_state=random_state, devices="process_group", **PARAMS
+        )
         model.fit(X)
         queue.put((rank, model.labels_, model.history_[:, "train_loss"]))
     finally:
         dist.destroy_process_group()
 
 
-def test_existing_process_group_as_with_torchrun(blobs, single, tmp_path):
+@pytest.mark.parametrize("random_state", [0, None])
+def test_existing_process_group_as_with_torchrun(blobs, single, tmp_path, random_state):
+    """Every process ends with the same model, rank 0's plan: with
+    random_state=0 that of a local run, with None still one model (each
+    process would otherwise draw its own seeds and train out of step)."""
     context = torch.multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     path = (tmp_path / "rendezvous").as_uri()
     torch.multiprocessing.start_processes(
-        _torchrun_like, args=(path, blobs, queue), nprocs=2, start_method="spawn"
+        _torchrun_like,
+        args=(path, blobs, queue, random_state),
+        nprocs=2,
+        start_method="spawn",
     )
-    results = sorted(queue.get() for _ in range(2))
-    for _, labels, losses in results:  # every process ends with the same model
+    (_, labels, losses), (_, other_labels, other_losses) = sorted(
+        queue.get() for _ in range(2)
+    )
+    assert np.array_equal(labels, other_labels)
+    np.testing.assert_allclose(losses, other_losses, rtol=1e-4)
+    if random_state is not None:
         assert np.array_equal(labels, single.labels_)
         np.testing.assert_allclose(losses, single.history_[:, "train_loss"], rtol=1e-4)
 
