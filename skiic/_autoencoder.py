@@ -548,9 +548,12 @@ class _AutoEncoderResult(NamedTuple):
 def code_whitening(codes: np.ndarray):
     """(mean, forward, backward) that whiten ``codes`` and undo it.
 
-    ``(codes - mean) @ forward`` has the identity as covariance (directions
-    of near-zero variance are scaled as if their variance were a millionth of
-    the largest); ``whitened @ backward + mean`` gives the codes back.
+    ``(codes - mean) @ forward`` has the identity as covariance along the
+    directions the codes vary in; ``whitened @ backward + mean`` gives the
+    codes back. Directions of no variance (below a millionth of the largest:
+    a dead component, or beyond the rank of fewer samples than components)
+    keep the largest direction's scale: divided by their own, they would
+    blow up any new sample's trace along them.
     """
     codes = codes.astype(np.float64)
     mean = codes.mean(axis=0)
@@ -559,7 +562,8 @@ def code_whitening(codes: np.ndarray):
     variances, axes = np.linalg.eigh(covariance)
     order = np.argsort(variances)[::-1]
     variances, axes = variances[order], axes[:, order]
-    scales = np.sqrt(np.maximum(variances, 1e-6 * max(variances[0], 1e-12)))
+    largest = max(variances[0], 1e-12)
+    scales = np.sqrt(np.where(variances > 1e-6 * largest, variances, largest))
     forward = axes / scales
     backward = (axes * scales).T
     return tuple(a.astype(np.float32) for a in (mean, forward, backward))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.cluster import KMeans
-from sklearn.datasets import make_s_curve, make_swiss_roll
+from sklearn.datasets import make_blobs, make_s_curve, make_swiss_roll
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -273,6 +273,25 @@ def test_code_whitening_survives_a_dead_component():
     assert np.all(np.isfinite(forward))
     np.testing.assert_allclose(
         (codes - mean) @ forward @ backward + mean, codes, atol=1e-5
+    )
+    whitened = (codes - mean) @ forward
+    np.testing.assert_allclose(whitened.std(axis=0), [1, 1, 0], atol=1e-5)
+
+
+def test_codes_of_fewer_samples_than_components_stay_in_scale():
+    """8 samples span 7 of 10 code directions: new data along the other three
+    keeps the scale of the largest (divided by their near-zero variance it
+    came out hundreds of times larger than the training codes)."""
+    X, _ = make_blobs(40, n_features=20, centers=3, random_state=0)
+    model = AutoEncoderEmbedder(10, max_epochs=3, random_state=0).fit(X[:8])
+    trained = np.abs(model.transform(X[:8])).max()
+    assert np.abs(model.transform(X[8:])).max() < 10 * trained
+    # still undone exactly: the same network, with linear codes
+    linear = clone(model).set_params(latent="linear").fit(X[:8])
+    np.testing.assert_allclose(
+        model.inverse_transform(model.transform(X[8:])),
+        linear.inverse_transform(linear.transform(X[8:])),
+        atol=1e-3,
     )
 
 
