@@ -112,8 +112,13 @@ def test_deepcluster_two_processes_train_like_one(blobs, augmentation):
         np.testing.assert_allclose(
             spread.history_[1:3, key], single.history_[1:3, key], rtol=1e-4
         )
+    # The adversarial directions of confidently assigned samples are float
+    # noise (see PARAMS): by the third epoch the losses differ by ~1e-4.
+    adversarial = isinstance(augmentation, VirtualAdversarial)
     np.testing.assert_allclose(
-        spread.history_[:3, "train_loss"], single.history_[:3, "train_loss"], rtol=1e-4
+        spread.history_[:3, "train_loss"],
+        single.history_[:3, "train_loss"],
+        rtol=1e-3 if adversarial else 1e-4,
     )
     # Float rounding differs between the two runs (sums over shards); Adam
     # turns near-zero gradients into steps of about lr, so weights drift apart
