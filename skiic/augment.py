@@ -509,7 +509,10 @@ class VirtualAdversarial(_Settings):
         ----------
         forward : callable
             Maps a batch to a sequence of logit tensors whose last dimension
-            is the classes; the divergence is summed over them.
+            is the classes; the divergence is summed over them. When it is a
+            ``torch.nn.Module``, the running statistics of its normalisation
+            layers are restored after the passes; a plain function's network
+            is out of reach, so pass the network as a module.
         x : Tensor of shape (n, ...)
             The batch.
         radius : Tensor of shape (n,)
