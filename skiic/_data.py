@@ -335,11 +335,12 @@ def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
 
     Returns ``(first, inverse)``: the index of each distinct row's first
     occurrence, in increasing order, and for every row the position in
-    ``first`` of its copy. Rows are compared by their bytes, through a 64-bit
-    hash computed a chunk of at most ``_HASH_ROWS`` rows and about
-    ``_HASH_BYTES`` bytes at a time (an ``np.memmap`` is read in chunks,
-    never whole); every row is then checked against its distinct
-    row, and a hash collision, should one happen, counts every row distinct.
+    ``first`` of its copy. Rows are compared by value: by their bytes (with
+    -0.0 read as 0.0), through a 64-bit hash computed a chunk of at most
+    ``_HASH_ROWS`` rows and about ``_HASH_BYTES`` bytes at a time (an
+    ``np.memmap`` is read in chunks, never whole); every row is then checked
+    against its distinct row, and a hash collision, should one happen,
+    counts every row distinct.
 
     Examples
     --------
@@ -360,6 +361,8 @@ def distinct_rows(X) -> tuple[np.ndarray, np.ndarray] | None:
     chunk = max(1, min(_HASH_ROWS, _HASH_BYTES // (n_words * 8)))
     for start in range(0, n, chunk):
         rows = np.ascontiguousarray(X[start : start + chunk])
+        if rows.dtype.kind == "f":
+            rows = rows + rows.dtype.type(0)  # -0.0 becomes 0.0: equal rows, one hash
         raw = rows.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), width)
         padded = np.zeros((len(rows), n_words * 8), dtype=np.uint8)
         padded[:, :width] = raw

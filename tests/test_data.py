@@ -117,6 +117,15 @@ def test_distinct_rows_finds_every_copy(tmp_path):
     np.testing.assert_array_equal(_data.distinct_rows_in_memory(X)[1], inverse)
 
 
+def test_a_row_with_minus_zero_is_a_copy():
+    """-0.0 and 0.0 are one value (np.round(-0.03, 1) gives -0.0), so the rows
+    are copies, whose bytes differ."""
+    X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 1.0], [2.0, 3.0], [5.0, 1.0]])
+    first, inverse = _data.distinct_rows(X)
+    assert first.tolist() == [0, 3, 4]
+    assert inverse.tolist() == [0, 0, 0, 1, 2]
+
+
 def test_distinct_rows_among_a_subset_are_those_of_the_subset():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 4, size=(200, 2)).astype(np.float32)  # 16 rows at most
