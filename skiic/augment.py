@@ -167,10 +167,20 @@ def random_affine(
     shift_y = uniform(-translation, translation) * 2
     cos, sin, tan = angle.cos(), angle.sin(), shear_angle.tan()
     # theta maps output coordinates to input ones: rotate, shear, then un-zoom.
+    # The grid's coordinates span [-1, 1] along each axis, so on an H x W
+    # image a pixel-space matrix A becomes diag(2/W, 2/H) A diag(W/2, H/2):
+    # the off-diagonal terms scale by H/W and W/H (angles stay angles).
+    height, width = images.shape[-2:]
     theta = torch.stack(
         [
-            torch.stack([cos / zoom, (cos * tan - sin) / zoom, shift_x], dim=1),
-            torch.stack([sin / zoom, (sin * tan + cos) / zoom, shift_y], dim=1),
+            torch.stack(
+                [cos / zoom, (cos * tan - sin) / zoom * (height / width), shift_x],
+                dim=1,
+            ),
+            torch.stack(
+                [sin / zoom * (width / height), (sin * tan + cos) / zoom, shift_y],
+                dim=1,
+            ),
         ],
         dim=1,
     )
@@ -664,8 +674,12 @@ def nearest_neighbors(
     blocks = torch.arange(n, device=index_device).split(chunk_size)
     result = torch.empty(n, n_neighbors, dtype=torch.long, device=device)
     distances = torch.empty(n, n_neighbors, device=device) if return_distance else None
+    # Distances do not change under a shift, but the expansion below loses
+    # them to cancellation where the norms dwarf them (data far from the
+    # origin): measured from the first block's mean instead.
+    origin = take(blocks[0]).reshape(len(blocks[0]), -1).float().mean(dim=0)
     for row_idx in blocks:
-        rows = take(row_idx).reshape(len(row_idx), -1).float()
+        rows = take(row_idx).reshape(len(row_idx), -1).float() - origin
         # A row's own squared norm does not change the order of its
         # candidates: it is added to the few kept, not to the whole block.
         row_norms = (rows * rows).sum(dim=1, keepdim=True)
@@ -674,8 +688,10 @@ def nearest_neighbors(
         best_idx = torch.empty((len(row_idx), 0), dtype=torch.long, device=device)
         for col_idx in blocks:
             own_block = col_idx is row_idx
-            cols = rows if own_block else take(col_idx).reshape(len(col_idx), -1)
-            cols = cols.float()
+            if own_block:
+                cols = rows
+            else:
+                cols = take(col_idx).reshape(len(col_idx), -1).float() - origin
             dist = (scaled @ cols.T).add_((cols * cols).sum(dim=1))
             if own_block:
                 dist.fill_diagonal_(float("inf"))  # a sample is not its neighbour

@@ -28,6 +28,22 @@ def test_nearest_neighbors_distances_match_sklearn(chunk_size):
     np.testing.assert_allclose(dist.numpy(), ref_dist[:, 1:], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("chunk_size", [64, 4096])
+def test_nearest_neighbors_far_from_the_origin(chunk_size):
+    """Points 0.02 apart around (37.77, -122.42), in float32: norms that dwarf
+    the distances no longer cancel them away (recall was 0.02)."""
+    rng = np.random.default_rng(0)
+    X = (np.array([37.77, -122.42]) + rng.normal(scale=0.02, size=(500, 2))).astype(
+        np.float32
+    )
+    dist, idx = nearest_neighbors(
+        torch.from_numpy(X), 5, chunk_size=chunk_size, return_distance=True
+    )
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=6).fit(X).kneighbors(X)
+    assert np.mean(idx.numpy() == ref_idx[:, 1:]) > 0.99
+    np.testing.assert_allclose(dist.numpy(), ref_dist[:, 1:], rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("chunk_size", [2, 4096])
 def test_nearest_neighbors_never_return_the_sample_itself(chunk_size):
     X = torch.tensor([[0.0], [0.0], [0.0], [5.0], [5.0]])
@@ -189,6 +205,31 @@ def test_perturbation_leaves_batchnorm_running_statistics_alone():
     VirtualAdversarial().perturb(Heads().train(), x, torch.ones(16))
     assert all(torch.equal(a, b) for a, b in zip(kept, running()))
     assert net.training
+
+
+def test_rotation_turns_non_square_images_without_distorting_them():
+    """A disk in a 41x81 image stays a disk under any rotation: the angle is
+    one angle in pixels, not stretched by the grid's per-axis coordinates
+    (which turned vertical strokes by 49 degrees and horizontal ones by 16
+    when 30 were drawn)."""
+    height, width = 41, 81
+    ys, xs = torch.meshgrid(
+        torch.arange(height).float() - height // 2,
+        torch.arange(width).float() - width // 2,
+        indexing="ij",
+    )
+    disk = ((xs.square() + ys.square()) <= 12**2).float().expand(16, 1, -1, -1)
+    torch.manual_seed(0)
+    turned = random_affine(
+        disk.contiguous(), rotation=30, scale=(1, 1), shear=0, translation=0
+    )
+    for image in turned[:, 0]:
+        mass = float(image.sum())
+        assert mass == pytest.approx(float(disk[0, 0].sum()), rel=0.02)
+        cx, cy = (image * xs).sum() / mass, (image * ys).sum() / mass
+        xx = float((image * (xs - cx).square()).sum()) / mass
+        yy = float((image * (ys - cy).square()).sum()) / mass
+        assert xx == pytest.approx(yy, rel=0.03)
 
 
 def _coordinate_images(n, size=48):
