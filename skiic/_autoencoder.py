@@ -20,6 +20,7 @@ from ._base import FitPlan, _BaseDeepEstimator, count, large_images, resolve_max
 from ._device import forked_rng
 from ._validation import Interval, StrOptions
 from .augment import ImageAugmentation, sample_neighbors
+from .exceptions import TrainingError
 from .networks import AutoEncoder, feature_width, make_decoder
 
 # max_epochs="auto": about this many optimiser steps (fewer for images larger
@@ -30,6 +31,9 @@ _AUTO_STEPS, _AUTO_STEPS_CPU, _AUTO_MIN_EPOCHS, _AUTO_MAX_EPOCHS = 3000, 800, 10
 # cluster better; on 8x8 digits a field drawn at 4x4 points already bent on
 # the scale of a stroke, and it lost there).
 _AUTO_ELASTIC, _AUTO_ELASTIC_ABOVE_SIDE = 0.07, 16
+# Codes of this many samples checked for being finite after training (every
+# sample's where the whitening needs them anyway).
+_FINITE_CHECK_SAMPLES = 1024
 
 
 class AutoEncoderEmbedder(
@@ -388,9 +392,22 @@ class AutoEncoderEmbedder(
                 callbacks=callbacks,
             )
             whitening = None
+            module.eval()
+            # The codes of every sample for the whitening, else of the first
+            # few: a network the last steps blew up gives no finite ones.
+            some = None if self.latent == "whitened" else _FINITE_CHECK_SAMPLES
+            indices = torch.arange(
+                min(data.n_samples, some or data.n_samples), device=data.index_device
+            )
+            codes = _data.map_samples(module.encode, data, device, indices).float()
+            if not bool(torch.isfinite(codes).all()):
+                raise TrainingError(
+                    "Training diverged: the trained network's codes are "
+                    f"infinite or NaN. The learning rate lr={self.lr:g} is "
+                    "likely too large; if a smaller one does not help, "
+                    "check the input's scale."
+                )
             if self.latent == "whitened":
-                module.eval()
-                codes = _data.map_samples(module.encode, data, device).float()
                 whitening = code_whitening(codes.cpu().numpy())
         return _AutoEncoderResult(
             module.to("cpu").eval(), history, data.streamed, whitening

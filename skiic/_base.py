@@ -354,9 +354,11 @@ class _BaseDeepEstimator(BaseEstimator):
         parallel,
         callbacks=None,
         lr=None,
+        reference=None,
     ):
         """Train on the engine with the shared parameters (``lr``: the
-        estimator's unless given); returns (module, history).
+        estimator's unless given; ``reference``: as for
+        :func:`_engine.train`); returns (module, history).
 
         In a data-parallel fit the BatchNorm layers synchronise over the
         processes while training and are plain ones again afterwards.
@@ -375,6 +377,7 @@ class _BaseDeepEstimator(BaseEstimator):
             verbose=verbose,
             callbacks=callbacks,
             parallel=parallel,
+            reference=reference,
         )
         _distributed.revert_batchnorm(module)
         return module, history

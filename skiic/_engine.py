@@ -114,12 +114,14 @@ class Trainer(NeuralNet):
         n_samples: int,
         amp_dtype: torch.dtype | None = None,
         parallel=None,
+        reference: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(module, criterion=objective, train_split=None, **kwargs)
         self.n_samples = n_samples
         self.amp_dtype = amp_dtype
         self.parallel = parallel
+        self.reference = reference
 
     @property
     def _default_callbacks(self):
@@ -156,7 +158,7 @@ class Trainer(NeuralNet):
     def initialize(self):
         super().initialize()
         self.interrupted_ = False
-        self.first_loss_ = None
+        self.first_loss_ = self.reference
         use_scaler = self.amp_dtype == torch.float16
         self.grad_scaler_ = torch.amp.GradScaler("cuda") if use_scaler else None
         return self
@@ -243,6 +245,7 @@ def train(
     optimizer=torch.optim.Adam,
     callbacks: list[tuple[str, Callback]] | None = None,
     parallel=None,
+    reference: float | None = None,
 ) -> tuple[nn.Module, History]:
     """Train ``module`` on ``objective`` and return it (on the CPU) with its history.
 
@@ -251,6 +254,12 @@ def train(
     progress bar where standard error is a terminal or a notebook.
     With a ``parallel`` context (:mod:`skiic._distributed`), gradients are
     averaged over the processes before every step.
+
+    Divergence is measured against ``reference``, the loss of the untrained
+    network on this objective; without it, against this training's first
+    batch. A training that continues another one on the same objective passes
+    the first one's, since its own first batch may already be far gone. After
+    the last step the weights must still be finite (no loss has seen it).
     """
     callbacks = list(callbacks or [])
     if verbose and _interactive(sys.stderr):
@@ -273,12 +282,14 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
         parallel=parallel if parallel is not None and parallel.active else None,
+        reference=reference,
     )
     trainer.fit(torch.arange(n_samples, device=device))
     if trainer.interrupted_:
         raise KeyboardInterrupt(
             f"Training was interrupted in epoch {len(trainer.history)} of {max_epochs}."
         )
+    _check_weights(trainer.module_, len(trainer.history), lr)
     history = History(
         {key: value for key, value in epoch.items() if key != "batches"}
         for epoch in trainer.history
@@ -303,6 +314,19 @@ def log(verbose, message: str) -> None:
     """Say what a fit is doing, when ``verbose``: one line on stdout, at once."""
     if verbose:
         print(f"[skiic] {message}", flush=True)
+
+
+def _check_weights(module: nn.Module, epoch: int, lr: float) -> None:
+    """Raise when a weight (or a running statistic) of ``module`` is NaN or
+    infinite after training."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+        return
+    raise TrainingError(
+        f"Training diverged: the network's weights became infinite or NaN in the "
+        f"last steps of epoch {epoch}. The learning rate lr={lr:g} is likely too "
+        "large; if a smaller one does not help, check the input's scale."
+    )
 
 
 def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -556,6 +557,7 @@ class IICClustering(
                     evaluate_heads(module, [trained], data, views, self.alpha).min()
                 )
             module.to("cpu")
+            loss = loss if math.isfinite(loss) else math.inf
             if best is None or loss < best[2]:
                 best = (module, history, loss)
         module, history, loss = best
@@ -567,8 +569,16 @@ class IICClustering(
         )
         with forked_rng(plan.continue_seed, device):
             if rest:
+                # Measured against where the candidate started: the first
+                # epoch's mean loss.
                 module, more = self._train_network(
-                    module, rest, data, views, device, parallel
+                    module,
+                    rest,
+                    data,
+                    views,
+                    device,
+                    parallel,
+                    reference=history[0]["train_loss"],
                 )
                 history = _engine.join_histories(history, more)
             selection = self._select(plan, module, data, views, device, parallel)
@@ -605,11 +615,19 @@ class IICClustering(
             parallel=parallel,
         )
 
-    def _train_network(self, module, epochs, data, views, device, parallel):
+    def _train_network(
+        self, module, epochs, data, views, device, parallel, reference=None
+    ):
         """Train ``module`` for ``epochs`` epochs on the IIC objective."""
         objective = _IICObjective(data, views, alpha=self.alpha, parallel=parallel)
         return self._train(
-            module, objective, data.n_samples, device, epochs, parallel=parallel
+            module,
+            objective,
+            data.n_samples,
+            device,
+            epochs,
+            parallel=parallel,
+            reference=reference,
         )
 
     def _fitted_attributes(self, plan, result):

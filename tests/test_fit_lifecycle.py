@@ -172,6 +172,27 @@ def test_a_runaway_loss_is_divergence_naming_the_learning_rate(make, blobs):
         make(lr=1e6, max_epochs=4).fit(blobs * 100)
 
 
+def test_a_candidate_blown_up_in_its_last_step_fails_when_it_trains_on():
+    """IIC's default restarts train candidates, then continue the best: its
+    loss is measured against the candidate's start (the continuation's own
+    first batch, 4.8e14 here, let it pass as a success with a warning)."""
+    X, _ = make_blobs(200, n_features=4, centers=3, random_state=0)
+    with pytest.raises(TrainingError, match=r"diverged.*lr=1e\+08"):
+        IICClustering(3, lr=1e8, max_epochs=5, random_state=0, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("latent", ["linear", "whitened"])
+def test_weights_blown_up_in_the_last_step_are_divergence(latent):
+    """No loss sees the last step's weights: one epoch at lr=1e30 returned NaN
+    codes as a success."""
+    X, _ = make_blobs(100, n_features=4, centers=3, random_state=0)
+    model = AutoEncoderEmbedder(
+        2, lr=1e30, max_epochs=1, latent=latent, device="cpu", random_state=0
+    )
+    with pytest.raises(TrainingError, match=r"diverged.*lr=1e\+30"):
+        model.fit(X)
+
+
 def test_a_loss_that_never_improves_warns_at_the_callers_line(blobs):
     # Neighbour pairs: a bounded loss, which degenerates at this lr (the
     # adversarial term of the vector default can run away instead).
