@@ -52,8 +52,12 @@ def read_data(path: str, *, key: str | None = None, labels: bool = True):
                 y = _as_labels(_member(archive, "y", file), f"{path} (array 'y')")
         return _as_samples(X, path), y, f"{path} (array {key!r})"
     if suffix in (".csv", ".txt"):
-        data, header = _load_text(file)
-        source = f"{path} (its first line skipped as a header)" if header else path
+        data, header, index = _load_text(file)
+        source = path
+        if header:
+            source = f"{path} (its first line skipped as a header)"
+        if index:
+            source = source[:-1] + ", its first column as a row index)"
         return _as_samples(data, path), None, source
     raise InputError(
         f"cannot read {path}: unsupported file type {suffix or '(none)'!r}; "
@@ -182,7 +186,8 @@ def _check_magic(file: Path, magic: bytes, what: str) -> None:
 
 def _load_text(file: Path):
     """Numbers separated by semicolons, commas or whitespace, with an
-    optional header."""
+    optional header: (data, whether a header was skipped, whether a first
+    column was dropped as pandas' row index)."""
     try:
         with open(file, encoding="utf-8") as handle:
             first, second = handle.readline(), handle.readline()
@@ -200,18 +205,34 @@ def _load_text(file: Path):
         and len(raw) == len(fields) >= 3
         and fields == [str(i) for i in range(len(fields))]
     )
+    # pandas' to_csv() with its default index=True: an empty first field over
+    # the row labels, then the column names or numbers.
+    index = (
+        delimiter == ","
+        and len(raw) >= 2
+        and raw[0] == ""
+        and len(fields) == len(raw) - 1
+        and (header or fields == [str(i) for i in range(len(fields))])
+    )
+    header = header or index
     if header and second.strip():
         # The samples say how they are separated, whatever the header uses.
         delimiter = _separator(second)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            data = np.loadtxt(file, delimiter=delimiter, skiprows=int(header), ndmin=2)
+            data = np.loadtxt(
+                file,
+                delimiter=delimiter,
+                skiprows=int(header),
+                ndmin=2,
+                usecols=range(1, len(raw)) if index else None,
+            )
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read numbers from {file}: {exc}") from None
     if data.size == 0:
         raise InputError(f"{file} holds no data.")
-    return data, header
+    return data, header, index
 
 
 def _load_label_text(file: Path, n_samples: int | None):
