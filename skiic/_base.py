@@ -355,10 +355,12 @@ class _BaseDeepEstimator(BaseEstimator):
         callbacks=None,
         lr=None,
         reference=None,
+        first_epoch=1,
+        lr_label=None,
     ):
         """Train on the engine with the shared parameters (``lr``: the
-        estimator's unless given; ``reference``: as for
-        :func:`_engine.train`); returns (module, history).
+        estimator's unless given; ``reference``, ``first_epoch`` and
+        ``lr_label``: as for :func:`_engine.train`); returns (module, history).
 
         In a data-parallel fit the BatchNorm layers synchronise over the
         processes while training and are plain ones again afterwards.
@@ -378,6 +380,8 @@ class _BaseDeepEstimator(BaseEstimator):
             callbacks=callbacks,
             parallel=parallel,
             reference=reference,
+            first_epoch=first_epoch,
+            lr_label=lr_label,
         )
         _distributed.revert_batchnorm(module)
         return module, history
@@ -539,11 +543,13 @@ class _BaseDeepClusterer(_BaseDeepEstimator):
         n_samples,
         device,
         parallel,
+        after,
     ):
         """The self-labelling stage (:mod:`skiic._selflabel`): ``module``
         trained for ``epochs`` epochs of ``n_samples`` draws on each
         cluster's confident samples by ``logits(module, x)``, with views from
-        ``augment``, at a tenth of ``lr``; returns (module, history)."""
+        ``augment``, at a tenth of ``lr``, after ``after`` epochs of the main
+        training; returns (module, history)."""
         self._say(
             parallel,
             f"self-labelling: {count(epochs, 'epoch')} on the confident samples",
@@ -565,6 +571,10 @@ class _BaseDeepClusterer(_BaseDeepEstimator):
                 epochs,
                 parallel=parallel,
                 lr=self.lr * _selflabel.LR_FACTOR,
+                first_epoch=after + 1,
+                lr_label=(
+                    f"lr={self.lr:g} (a tenth of it in the self-labelling stage)"
+                ),
             )
 
     def _distinct_rows(self, X, image_shape):

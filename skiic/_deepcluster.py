@@ -432,7 +432,14 @@ class DeepClusterEstimator(
                 )
         if plan.self_label_epochs:
             module, clustering, more = self._self_label(
-                plan, module, whitening, clustering, data, device, parallel
+                plan,
+                module,
+                whitening,
+                clustering,
+                data,
+                device,
+                parallel,
+                after=len(history),
             )
             history = _engine.join_histories(history, more)
         return _DeepClusterResult(
@@ -445,7 +452,9 @@ class DeepClusterEstimator(
             streamed=data.streamed,
         )
 
-    def _self_label(self, plan, module, whitening, clustering, data, device, parallel):
+    def _self_label(
+        self, plan, module, whitening, clustering, data, device, parallel, *, after
+    ):
         """Train the backbone and the k-means centres on the confident samples
         of each cluster (:mod:`skiic._selflabel`), then re-run k-means from the
         trained centres: (module, clustering, history)."""
@@ -467,6 +476,7 @@ class DeepClusterEstimator(
             n_samples=plan.n_draws,
             device=device,
             parallel=parallel,
+            after=after,
         )
         module.backbone = classifier.backbone
         features = _features(module.to(device).backbone, data, device, parallel)

@@ -115,6 +115,8 @@ class Trainer(NeuralNet):
         amp_dtype: torch.dtype | None = None,
         parallel=None,
         reference: float | None = None,
+        first_epoch: int = 1,
+        lr_label: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(module, criterion=objective, train_split=None, **kwargs)
@@ -122,6 +124,8 @@ class Trainer(NeuralNet):
         self.amp_dtype = amp_dtype
         self.parallel = parallel
         self.reference = reference
+        self.first_epoch = first_epoch
+        self.lr_label = lr_label
 
     @property
     def _default_callbacks(self):
@@ -214,7 +218,12 @@ class Trainer(NeuralNet):
         self.history.record(prefix + "_batch_count", len(values))
         if self.first_loss_ is None:
             self.first_loss_ = values[0]  # the untrained network's loss
-        _check_divergence(self.first_loss_, values, len(self.history), self.lr)
+        _check_divergence(
+            self.first_loss_,
+            values,
+            len(self.history) + self.first_epoch - 1,
+            self.lr_label or f"lr={self.lr:g}",
+        )
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
@@ -246,6 +255,8 @@ def train(
     callbacks: list[tuple[str, Callback]] | None = None,
     parallel=None,
     reference: float | None = None,
+    first_epoch: int = 1,
+    lr_label: str | None = None,
 ) -> tuple[nn.Module, History]:
     """Train ``module`` on ``objective`` and return it (on the CPU) with its history.
 
@@ -260,6 +271,9 @@ def train(
     batch. A training that continues another one on the same objective passes
     the first one's, since its own first batch may already be far gone. After
     the last step the weights must still be finite (no loss has seen it).
+    The error messages number this training's epochs from ``first_epoch``
+    (the fit's count) and name the learning rate as ``lr_label`` says
+    (default ``"lr=<lr>"``).
     """
     callbacks = list(callbacks or [])
     if verbose and _interactive(sys.stderr):
@@ -283,13 +297,19 @@ def train(
         verbose=verbose,
         parallel=parallel if parallel is not None and parallel.active else None,
         reference=reference,
+        first_epoch=first_epoch,
+        lr_label=lr_label,
     )
     trainer.fit(torch.arange(n_samples, device=device))
     if trainer.interrupted_:
         raise KeyboardInterrupt(
             f"Training was interrupted in epoch {len(trainer.history)} of {max_epochs}."
         )
-    _check_weights(trainer.module_, len(trainer.history), lr)
+    _check_weights(
+        trainer.module_,
+        len(trainer.history) + first_epoch - 1,
+        lr_label or f"lr={lr:g}",
+    )
     history = History(
         {key: value for key, value in epoch.items() if key != "batches"}
         for epoch in trainer.history
@@ -316,7 +336,7 @@ def log(verbose, message: str) -> None:
         print(f"[skiic] {message}", flush=True)
 
 
-def _check_weights(module: nn.Module, epoch: int, lr: float) -> None:
+def _check_weights(module: nn.Module, epoch: int, lr: str) -> None:
     """Raise when a weight (or a running statistic) of ``module`` is NaN or
     infinite after training."""
     tensors = [*module.parameters(), *module.buffers()]
@@ -324,23 +344,31 @@ def _check_weights(module: nn.Module, epoch: int, lr: float) -> None:
         return
     raise TrainingError(
         f"Training diverged: the network's weights became infinite or NaN in the "
-        f"last steps of epoch {epoch}. The learning rate lr={lr:g} is likely too "
+        f"last steps of epoch {epoch}. The learning rate {lr} is likely too "
         "large; if a smaller one does not help, check the input's scale."
     )
 
 
-def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:
+def _check_divergence(reference: float, losses, epoch: int, lr: str) -> None:
     """Raise when an epoch's batch ``losses`` are not finite or ran far above
-    ``reference``, the untrained network's loss (the first batch's).
+    ``reference``, the untrained network's loss (the first batch's); the
+    message names the learning rate as ``lr`` says (``"lr=0.001"``).
 
     No objective of skiic climbs more than ``1e3`` times that loss's magnitude
     while it learns; past that, or at NaN or inf, training diverged.
     """
-    if not math.isfinite(reference):
+    if not math.isfinite(reference) and epoch == 1:
         raise TrainingError(
             f"The untrained network's loss is already {reference}, before any "
             "optimiser step: the learning rate is not the cause; check the input, "
             "a custom module or augmentation."
+        )
+    if not math.isfinite(reference):  # at the start of a later stage
+        raise TrainingError(
+            f"Training diverged: the loss is already {reference} in the first "
+            f"batch of epoch {epoch}, before that stage's first step. The learning "
+            f"rate {lr} may be too large; else check a custom module or "
+            "augmentation."
         )
     bound = reference + _DIVERGENCE_FACTOR * max(abs(reference), 1.0)
     bad = next((v for v in losses if not math.isfinite(v) or v > bound), None)
@@ -349,7 +377,7 @@ def _check_divergence(reference: float, losses, epoch: int, lr: float) -> None:
     grew = f"became {bad}" if not math.isfinite(bad) else f"grew to {bad:.4g}"
     raise TrainingError(
         f"Training diverged: the loss {grew} in epoch {epoch}, from {reference:.4g} "
-        f"at the start. The learning rate lr={lr:g} is likely too large; if a "
+        f"at the start. The learning rate {lr} is likely too large; if a "
         "smaller one does not help, check the input's scale."
     )
 

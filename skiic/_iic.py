@@ -482,7 +482,9 @@ class IICClustering(
         # Keep the backbone and the selected head only: that is what predicts.
         module.heads = nn.ModuleList([selection.head.cpu()])
         if plan.self_label_epochs:
-            module, more = self._self_label(plan, module, data, views, device, parallel)
+            module, more = self._self_label(
+                plan, module, data, views, device, parallel, after=len(history)
+            )
             history = _engine.join_histories(history, more)
         labels = _assign(module.to(device), data, device)
         return _IICResult(module.to("cpu"), history, selection, labels, data.streamed)
@@ -579,6 +581,7 @@ class IICClustering(
                     device,
                     parallel,
                     reference=history[0]["train_loss"],
+                    first_epoch=len(history) + 1,
                 )
                 history = _engine.join_histories(history, more)
             selection = self._select(plan, module, data, views, device, parallel)
@@ -600,7 +603,7 @@ class IICClustering(
             device=device,
         )
 
-    def _self_label(self, plan, module, data, views, device, parallel):
+    def _self_label(self, plan, module, data, views, device, parallel, *, after):
         """Train the backbone and the selected head on their own confident
         predictions, on the views of :meth:`_Views.strong`: (module, history)."""
         return self._train_on_confident(
@@ -613,10 +616,19 @@ class IICClustering(
             n_samples=data.n_samples,
             device=device,
             parallel=parallel,
+            after=after,
         )
 
     def _train_network(
-        self, module, epochs, data, views, device, parallel, reference=None
+        self,
+        module,
+        epochs,
+        data,
+        views,
+        device,
+        parallel,
+        reference=None,
+        first_epoch=1,
     ):
         """Train ``module`` for ``epochs`` epochs on the IIC objective."""
         objective = _IICObjective(data, views, alpha=self.alpha, parallel=parallel)
@@ -628,6 +640,7 @@ class IICClustering(
             epochs,
             parallel=parallel,
             reference=reference,
+            first_epoch=first_epoch,
         )
 
     def _fitted_attributes(self, plan, result):

@@ -193,6 +193,30 @@ def test_weights_blown_up_in_the_last_step_are_divergence(latent):
         model.fit(X)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [ESTIMATORS["IICClustering"], ESTIMATORS["DeepClusterEstimator"]],
+    ids=["IICClustering", "DeepClusterEstimator"],
+)
+def test_divergence_in_self_labelling_names_the_fits_epoch_and_lr(
+    make, blobs, monkeypatch
+):
+    from skiic import _selflabel
+
+    forward = _selflabel.SelfLabelObjective.forward
+    monkeypatch.setattr(
+        _selflabel.SelfLabelObjective,
+        "forward",
+        lambda self, module, idx: forward(self, module, idx) * float("nan"),
+    )
+    model = make(self_labelling=True, lr=0.002)
+    with pytest.raises(TrainingError) as error:
+        model.fit(blobs)
+    message = str(error.value)
+    assert "epoch 3" in message  # after the two of FAST
+    assert "lr=0.002 (a tenth of it in the self-labelling stage)" in message
+
+
 def test_a_loss_that_never_improves_warns_at_the_callers_line(blobs):
     # Neighbour pairs: a bounded loss, which degenerates at this lr (the
     # adversarial term of the vector default can run away instead).
