@@ -126,7 +126,9 @@ class ConvBackbone(nn.Module):
     ) -> None:
         super().__init__()
         in_channels, height, width = (int(s) for s in input_shape)
-        n_pool, n_stages = _conv_stages(input_shape, channels, "input_shape")
+        n_pool, n_stages = _conv_stages(
+            input_shape, channels, "input_shape", convs_per_stage
+        )
         layers: list[nn.Module] = []
         width_in = in_channels
         for stage in range(n_stages):
@@ -251,9 +253,16 @@ def n_pooling_stages(input_shape: Sequence[int]) -> int:
     return min(3, int(math.log2(side / 2)))
 
 
-def _conv_stages(shape, channels, name: str) -> tuple[int, int]:
+def _conv_stages(shape, channels, name: str, convs_per_stage) -> tuple[int, int]:
     """Poolings and stages (at least one) of a conv network on ``shape``,
-    checking that ``channels`` names one width per stage."""
+    checking that ``channels`` names one width per stage and that each stage
+    has a convolution."""
+    if isinstance(convs_per_stage, bool) or not (
+        isinstance(convs_per_stage, int) and convs_per_stage >= 1
+    ):
+        raise ValueError(
+            f"convs_per_stage must be an int of at least 1; got {convs_per_stage!r}."
+        )
     n_pool = n_pooling_stages(shape)
     n_stages = max(n_pool, 1)
     if len(channels) < n_stages:
@@ -340,7 +349,7 @@ def feature_width(backbone: nn.Module, sample_shape: Sequence[int]) -> int:
         ) from exc
     finally:
         backbone.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2:
         got = (
             f"shape {tuple(out.shape)}"
             if isinstance(out, torch.Tensor)
@@ -348,7 +357,7 @@ def feature_width(backbone: nn.Module, sample_shape: Sequence[int]) -> int:
         )
         raise ValueError(
             "A custom module must map a batch of samples to one tensor of shape "
-            f"(n_samples, width); it returned {got}."
+            f"(n_samples, width); for 2 samples it returned {got}."
         )
     return int(out.shape[1])
 
@@ -474,7 +483,9 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         out_channels, height, width = (int(s) for s in output_shape)
-        n_pool, n_stages = _conv_stages(output_shape, channels, "output_shape")
+        n_pool, n_stages = _conv_stages(
+            output_shape, channels, "output_shape", convs_per_stage
+        )
         # Spatial size at the start of each backbone stage, then after the last.
         sizes = [(height, width)]
         for _ in range(n_pool):

@@ -295,6 +295,20 @@ def test_codes_of_fewer_samples_than_components_stay_in_scale():
     )
 
 
+@pytest.mark.parametrize("convs", [0, -1, 1.5, True])
+def test_conv_networks_need_a_convolution_a_stage(convs):
+    """convs_per_stage=0 built a decoder of 64 channels for 1-channel images
+    and a backbone that only pools."""
+    from skiic.networks import ConvBackbone
+
+    for build in (
+        lambda: ConvBackbone((1, 8, 8), convs_per_stage=convs),
+        lambda: ConvDecoder(2, (1, 8, 8), convs_per_stage=convs),
+    ):
+        with pytest.raises(ValueError, match="convs_per_stage must be an int"):
+            build()
+
+
 def test_custom_module_on_images_gets_a_dense_decoder():
     X = blob_images((1, 8, 8))
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())

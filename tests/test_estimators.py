@@ -206,6 +206,17 @@ def test_custom_module_is_copied_not_trained_in_place(case, blobs):
     assert any(not torch.equal(trained[key], before[key]) for key in before)
 
 
+class _PooledOverSamples(nn.Module):
+    """One row for the whole batch: 2-D, but not one row per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 8)
+
+    def forward(self, x):
+        return self.linear(x).mean(dim=0, keepdim=True)
+
+
 @pytest.mark.parametrize(
     "module, message",
     [
@@ -215,12 +226,16 @@ def test_custom_module_is_copied_not_trained_in_place(case, blobs):
         ),
         (
             nn.LSTM(3, 8),
-            r"one tensor of shape \(n_samples, width\); it returned a tuple",
+            r"one tensor of shape \(n_samples, width\); .* returned a tuple",
+        ),
+        (
+            _PooledOverSamples(),
+            r"\(n_samples, width\); for 2 samples it returned shape \(1, 8\)",
         ),
         (MLPBackbone(5), "could not take a batch of samples of shape 3"),
         (nn.Identity(), None),
     ],
-    ids=["wrong-width", "tuple", "skiic-backbone", "identity"],
+    ids=["wrong-width", "tuple", "pooled-over-samples", "skiic-backbone", "identity"],
 )
 def test_custom_module_that_cannot_take_the_input_is_named(
     case, blobs, module, message

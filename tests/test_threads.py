@@ -187,6 +187,30 @@ def test_cpu_fits_convolutions_channels_last(cls):
     assert not convs[1].is_contiguous()  # 16 or 32 input channels: truly NHWC
 
 
+class _ViewFlattening(nn.Module):
+    """The tutorials' way to flatten: ``view``, which needs the NCHW layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 16)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x.reshape(len(x), 1, 8, 8)))
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_a_users_conv_module_keeps_its_layout(cls):
+    """Only skiic's own networks go channels-last: a user's module that
+    flattens with view() failed in training ('view size is not compatible')."""
+    images = np.random.default_rng(0).random((60, 1, 8, 8)).astype(np.float32)
+    model = cls(2, module=_ViewFlattening(), max_epochs=1, device="cpu", random_state=0)
+    model.fit(images)
+    assert model.module_.backbone.conv.weight.is_contiguous()
+    (model.transform if cls is AutoEncoderEmbedder else model.predict)(images)
+
+
 def test_fast_layout_changes_the_layout_not_the_function():
     from skiic.networks import ConvBackbone
 
