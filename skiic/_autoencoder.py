@@ -392,7 +392,7 @@ class AutoEncoderEmbedder(
                 callbacks=callbacks,
             )
             whitening = None
-            module.eval()
+            module.to(device).eval()  # train() hands it back on the CPU
             # The codes of every sample for the whitening, else of the first
             # few: a network the last steps blew up gives no finite ones.
             some = None if self.latent == "whitened" else _FINITE_CHECK_SAMPLES

@@ -227,6 +227,7 @@ class _BaseDeepEstimator(BaseEstimator):
         check_n_samples(self, X, getattr(self, "_min_clusters", lambda: None)())
         plan = self._make_plan(X, image_shape, self._fit_scaling(X, image_shape))
         if self.devices == "process_group":
+            _distributed.process_group_parallel()  # no group: says so first
             plan = _distributed.from_rank_zero(plan, self._rank_device())
         result = self._run(X, plan)
         self._check_result(plan, result)

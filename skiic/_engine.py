@@ -266,10 +266,11 @@ def train(
     With a ``parallel`` context (:mod:`skiic._distributed`), gradients are
     averaged over the processes before every step.
 
-    Divergence is measured against ``reference``, the loss of the untrained
-    network on this objective; without it, against this training's first
-    batch. A training that continues another one on the same objective passes
-    the first one's, since its own first batch may already be far gone. After
+    Divergence is measured against ``reference``, the loss where training on
+    this objective started; without it, against this training's first batch
+    (the untrained network's loss). A training that continues another one on
+    the same objective passes where that one started (IIC: its first epoch's
+    mean loss), since its own first batch may already be far gone. After
     the last step the weights must still be finite (no loss has seen it).
     The error messages number this training's epochs from ``first_epoch``
     (the fit's count) and name the learning rate as ``lr_label`` says
@@ -337,10 +338,15 @@ def log(verbose, message: str) -> None:
 
 
 def _check_weights(module: nn.Module, epoch: int, lr: str) -> None:
-    """Raise when a weight (or a running statistic) of ``module`` is NaN or
-    infinite after training."""
-    tensors = [*module.parameters(), *module.buffers()]
-    if all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+    """Raise when a weight (or a normalisation layer's running statistic) of
+    ``module`` is NaN or infinite after training. Other buffers may hold
+    infinities on purpose (a mask, a bound) and are left alone."""
+    tensors = [*module.parameters()]
+    for part in module.modules():
+        for name in ("running_mean", "running_var"):
+            if isinstance(getattr(part, name, None), Tensor):
+                tensors.append(getattr(part, name))
+    if all(bool(torch.isfinite(t).all()) for t in tensors):
         return
     raise TrainingError(
         f"Training diverged: the network's weights became infinite or NaN in the "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -258,7 +259,7 @@ def _conv_stages(shape, channels, name: str, convs_per_stage) -> tuple[int, int]
     checking that ``channels`` names one width per stage and that each stage
     has a convolution."""
     if isinstance(convs_per_stage, bool) or not (
-        isinstance(convs_per_stage, int) and convs_per_stage >= 1
+        isinstance(convs_per_stage, numbers.Integral) and convs_per_stage >= 1
     ):
         raise ValueError(
             f"convs_per_stage must be an int of at least 1; got {convs_per_stage!r}."

@@ -307,6 +307,7 @@ def test_conv_networks_need_a_convolution_a_stage(convs):
     ):
         with pytest.raises(ValueError, match="convs_per_stage must be an int"):
             build()
+    ConvBackbone((1, 8, 8), convs_per_stage=np.int64(2))  # NumPy ints are ints
 
 
 def test_custom_module_on_images_gets_a_dense_decoder():

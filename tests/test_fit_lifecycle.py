@@ -217,6 +217,22 @@ def test_divergence_in_self_labelling_names_the_fits_epoch_and_lr(
     assert "lr=0.002 (a tenth of it in the self-labelling stage)" in message
 
 
+class _WithInfiniteBuffer(nn.Module):
+    """A model that keeps an infinite bound on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 8)
+        self.register_buffer("floor", torch.tensor(float("-inf")))
+
+    def forward(self, x):
+        return torch.maximum(self.linear(x), self.floor)
+
+
+def test_an_infinite_buffer_of_a_users_module_is_not_divergence(blobs):
+    IICClustering(3, module=_WithInfiniteBuffer(), **FAST).fit(blobs)
+
+
 def test_a_loss_that_never_improves_warns_at_the_callers_line(blobs):
     # Neighbour pairs: a bounded loss, which degenerates at this lr (the
     # adversarial term of the vector default can run away instead).
