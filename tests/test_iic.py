@@ -329,9 +329,9 @@ def test_n_init_auto_continues_the_candidate_of_lowest_loss(blobs, monkeypatch):
     train_network = IICClustering._train_network
     evaluate_heads = _iic.evaluate_heads
 
-    def spy_train(self, module, epochs, *args):
+    def spy_train(self, module, epochs, *args, **kwargs):
         trainings.append((module, epochs))
-        return train_network(self, module, epochs, *args)
+        return train_network(self, module, epochs, *args, **kwargs)
 
     def spy_evaluate(module, *args):
         losses = evaluate_heads(module, *args)
