@@ -36,9 +36,10 @@ def load_mnist(path, *, split="all", n_samples=None, random_state=None):
     Parameters
     ----------
     path : str or path-like
-        A ``.npz`` with ``X_train``, ``y_train``, ``X_test``, ``y_test``, or a
-        folder with ``train-images-idx3-ubyte`` (optionally ``.gz``) and the
-        other three idx files.
+        A ``.npz`` with ``X_train``, ``y_train``, ``X_test``, ``y_test`` (the
+        images as (n, 28, 28), (n, 1, 28, 28), (n, 28, 28, 1) or (n, 784)
+        arrays), or a folder with ``train-images-idx3-ubyte`` (optionally
+        ``.gz``) and the other three idx files.
     split : {"all", "train", "test"}, default="all"
         Which part to return; "all" is the 70,000 images, train first.
     n_samples : int, default=None
@@ -90,8 +91,15 @@ def load_mnist(path, *, split="all", n_samples=None, random_state=None):
             arrays = [(data[f"X_{p}"], data[f"y_{p}"]) for p in parts]
     X = np.concatenate([a[0] for a in arrays])
     y = np.concatenate([a[1] for a in arrays]).astype(np.int64)
-    if X.ndim == 2:
+    if X.ndim == 4 and X.shape[1] != 1 and X.shape[-1] == 1:
+        X = X[..., 0]  # channels last, one channel
+    if X.ndim == 2 and X.shape[1] == 28 * 28:
         X = X.reshape(-1, 28, 28)
+    if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[1] != 1):
+        raise ValueError(
+            f"{path}: the images have shape {X.shape[1:]}; expected grey images "
+            "as (28, 28), (1, 28, 28), (28, 28, 1) or 784 flat pixels."
+        )
     X = X.reshape(X.shape[0], 1, *X.shape[-2:])
     if n_samples is not None:
         if not 0 < n_samples <= len(X):
@@ -137,9 +145,13 @@ def load_idx(path):
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    body = len(raw) - (4 + 4 * ndim)
+    if body < 0 or body != int(np.prod(dims)) * dtype.itemsize:
+        raise ValueError(
+            f"{path} holds {max(body, 0)} bytes of values; its header says {dims} "
+            f"of {dtype.itemsize} bytes each (a truncated or damaged file)."
+        )
     data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path} holds {data.size} values; its header says {dims}.")
     return data.reshape(dims).astype(dtype.newbyteorder("="))
 
 

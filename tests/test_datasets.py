@@ -1,0 +1,54 @@
+"""Loading MNIST from local files: the layouts people save it in, and damage."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from skiic.datasets import load_idx, load_mnist
+
+
+def _npz(tmp_path, shape):
+    rng = np.random.default_rng(0)
+    arrays = {
+        f"{a}_{part}": (
+            rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+            if a == "X"
+            else np.arange(n, dtype=np.uint8) % 10
+        )
+        for part, n in (("train", 6), ("test", 2))
+        for a in "Xy"
+    }
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    return path, np.concatenate([arrays["X_train"], arrays["X_test"]])
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (1, 28, 28), (28, 28, 1), (784,)])
+def test_every_grey_layout_loads_as_one_channel_images(tmp_path, shape):
+    path, stored = _npz(tmp_path, shape)
+    X, y = load_mnist(path)
+    assert X.shape == (8, 1, 28, 28) and y.shape == (8,)
+    np.testing.assert_array_equal(X.reshape(8, -1), stored.reshape(8, -1))
+
+
+def test_colour_or_odd_images_are_named(tmp_path):
+    path, _ = _npz(tmp_path, (28, 28, 3))
+    with pytest.raises(ValueError, match=r"shape \(28, 28, 3\); expected grey"):
+        load_mnist(path)
+
+
+def test_a_truncated_idx_file_says_so(tmp_path):
+    header = bytes([0, 0, 0x08, 2]) + (3).to_bytes(4, "big") + (4).to_bytes(4, "big")
+    whole = tmp_path / "whole-idx2-ubyte.gz"
+    with gzip.open(whole, "wb") as f:
+        f.write(header + bytes(range(12)))
+    assert load_idx(whole).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    cut = tmp_path / "cut-idx2-ubyte"
+    cut.write_bytes(header + bytes(range(7)))
+    with pytest.raises(ValueError, match="7 bytes of values.*truncated"):
+        load_idx(cut)
+    floats = tmp_path / "floats-idx1-ubyte"  # 4-byte floats, cut mid-value
+    floats.write_bytes(bytes([0, 0, 0x0D, 1]) + (2).to_bytes(4, "big") + bytes(6))
+    with pytest.raises(ValueError, match="6 bytes of values.*4 bytes each"):
+        load_idx(floats)
