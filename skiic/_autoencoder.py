@@ -395,17 +395,15 @@ class AutoEncoderEmbedder(
             module.to(device).eval()  # train() hands it back on the CPU
             # The codes of every sample for the whitening, else of the first
             # few: a network the last steps blew up gives no finite ones.
-            some = None if self.latent == "whitened" else _FINITE_CHECK_SAMPLES
-            indices = torch.arange(
-                min(data.n_samples, some or data.n_samples), device=data.index_device
-            )
+            n = data.n_samples
+            if self.latent != "whitened":
+                n = min(n, _FINITE_CHECK_SAMPLES)
+            indices = torch.arange(n, device=data.index_device)
             codes = _data.map_samples(module.encode, data, device, indices).float()
             if not bool(torch.isfinite(codes).all()):
                 raise TrainingError(
-                    "Training diverged: the trained network's codes are "
-                    f"infinite or NaN. The learning rate lr={self.lr:g} is "
-                    "likely too large; if a smaller one does not help, "
-                    "check the input's scale."
+                    "Training diverged: the trained network's codes are infinite "
+                    f"or NaN. {_engine.lr_advice(f'lr={self.lr:g}')}"
                 )
             if self.latent == "whitened":
                 whitening = code_whitening(codes.cpu().numpy())

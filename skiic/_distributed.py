@@ -272,9 +272,9 @@ def from_rank_zero(obj, device: torch.device):
     Every process of a torchrun job makes its own fit plan; sending rank 0's
     to the others keeps their seeds, views and input scaling in step even
     where ``random_state`` draws differently in each (``None``, or a
-    ``RandomState`` that each process has used differently).
+    ``RandomState`` that each process has used differently). The caller has
+    checked that the group exists (:func:`process_group_parallel`).
     """
-    process_group_parallel()  # says so when there is no group
     objects = [obj]
     # NCCL moves the pickled bytes through this process's GPU.
     dist.broadcast_object_list(

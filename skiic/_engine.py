@@ -28,7 +28,15 @@ from ._device import autocast, autocast_dtype, fast_layout
 from ._validation import user_stacklevel
 from .exceptions import ConvergenceWarning, TrainingError
 
-__all__ = ["Objective", "Trainer", "check_trajectory", "infer", "log", "train"]
+__all__ = [
+    "Objective",
+    "Trainer",
+    "check_trajectory",
+    "infer",
+    "log",
+    "lr_advice",
+    "train",
+]
 
 # Divergence: a batch loss this many times (at least 1 in absolute terms)
 # above the untrained network's, the first batch's.
@@ -222,7 +230,7 @@ class Trainer(NeuralNet):
             self.first_loss_,
             values,
             len(self.history) + self.first_epoch - 1,
-            self.lr_label or f"lr={self.lr:g}",
+            self.lr_label,
         )
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
@@ -277,6 +285,7 @@ def train(
     (default ``"lr=<lr>"``).
     """
     callbacks = list(callbacks or [])
+    lr_label = lr_label or f"lr={lr:g}"
     if verbose and _interactive(sys.stderr):
         batches = max(1, n_samples // batch_size)
         callbacks.append(
@@ -306,11 +315,7 @@ def train(
         raise KeyboardInterrupt(
             f"Training was interrupted in epoch {len(trainer.history)} of {max_epochs}."
         )
-    _check_weights(
-        trainer.module_,
-        len(trainer.history) + first_epoch - 1,
-        lr_label or f"lr={lr:g}",
-    )
+    _check_weights(trainer.module_, len(trainer.history) + first_epoch - 1, lr_label)
     history = History(
         {key: value for key, value in epoch.items() if key != "batches"}
         for epoch in trainer.history
@@ -337,6 +342,15 @@ def log(verbose, message: str) -> None:
         print(f"[skiic] {message}", flush=True)
 
 
+def lr_advice(lr: str) -> str:
+    """The advice that ends a divergence message; ``lr`` names the learning
+    rate (``"lr=0.001"``)."""
+    return (
+        f"The learning rate {lr} is likely too large; if a smaller one does not "
+        "help, check the input's scale."
+    )
+
+
 def _check_weights(module: nn.Module, epoch: int, lr: str) -> None:
     """Raise when a weight (or a normalisation layer's running statistic) of
     ``module`` is NaN or infinite after training. Other buffers may hold
@@ -350,8 +364,7 @@ def _check_weights(module: nn.Module, epoch: int, lr: str) -> None:
         return
     raise TrainingError(
         f"Training diverged: the network's weights became infinite or NaN in the "
-        f"last steps of epoch {epoch}. The learning rate {lr} is likely too "
-        "large; if a smaller one does not help, check the input's scale."
+        f"last steps of epoch {epoch}. {lr_advice(lr)}"
     )
 
 
@@ -383,8 +396,7 @@ def _check_divergence(reference: float, losses, epoch: int, lr: str) -> None:
     grew = f"became {bad}" if not math.isfinite(bad) else f"grew to {bad:.4g}"
     raise TrainingError(
         f"Training diverged: the loss {grew} in epoch {epoch}, from {reference:.4g} "
-        f"at the start. The learning rate {lr} is likely too large; if a "
-        "smaller one does not help, check the input's scale."
+        f"at the start. {lr_advice(lr)}"
     )
 
 
