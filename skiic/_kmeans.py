@@ -240,7 +240,6 @@ def _lloyd(X, centers, max_iter, threshold, chunk_size):
     """One run of Lloyd's algorithm from ``centers``."""
     n_clusters = centers.shape[0]
     labels = None
-    strict = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         new_labels, distances = assign(X, centers, chunk_size=chunk_size)
@@ -250,18 +249,15 @@ def _lloyd(X, centers, max_iter, threshold, chunk_size):
             counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centers
         ).float()
         if labels is not None and torch.equal(new_labels, labels):
-            strict = True  # same assignments: the centres cannot move any more
-            centers = new_centers
-            labels = new_labels
+            centers = new_centers  # same assignments: the centres cannot move any more
             break
         shift = float(((new_centers.double() - centers.double()) ** 2).sum())
         centers, labels = new_centers, new_labels
         if shift <= threshold:
             break
-    if strict:
-        distances = assign(X, centers, chunk_size=chunk_size)[1]
-    else:
-        labels, distances = assign(X, centers, chunk_size=chunk_size)
+    # The last assignment: labels that match the returned centres, and their
+    # inertia (a relocated sample may sit as close to its old centre).
+    labels, distances = assign(X, centers, chunk_size=chunk_size)
     inertia = float(distances.double().sum())
     return KMeansResult(centers, labels, inertia, n_iter)
 
@@ -274,7 +270,8 @@ def _cluster_sums(X, labels, n_clusters):
 
 
 def _relocate_empty(X, labels, distances, sums, counts):
-    """Give each empty cluster the sample farthest from its centre (in place)."""
+    """Give each empty cluster the sample farthest from its centre (``labels``,
+    ``sums`` and ``counts`` change in place)."""
     empty = torch.nonzero(counts == 0).flatten()
     n_empty = int(empty.numel())
     if n_empty == 0:
@@ -288,6 +285,7 @@ def _relocate_empty(X, labels, distances, sums, counts):
         counts[old] -= 1
         sums[cluster] = point
         counts[cluster] = 1
+        labels[sample] = cluster
 
 
 def _sq_distances(X, x_sq, centers):

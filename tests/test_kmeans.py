@@ -73,6 +73,21 @@ def test_relocation_after_one_step_is_the_farthest_sample():
     assert result.centers.ravel().tolist() == [1.0, 10.0]
 
 
+def test_labels_and_inertia_match_the_returned_centres_after_a_relocation():
+    """Duplicated points leave clusters empty in successive steps; the labels
+    must still be each sample's nearest returned centre, and the inertia
+    theirs (they once kept the labels from before a relocation: 0.0 reported
+    for a true 1.0)."""
+    X = torch.tensor([3.0, 1, 0, 0, 0, 0, 0, 2, 1, 0, 0, 2])[:, None]
+    init = torch.tensor([-2.2704, 6.0167, 2.6246, 3.0287, 5.0993])[:, None]
+    result = kmeans(X, 5, init=init)
+    nearest, distances = assign(X, result.centers)
+    assert torch.equal(result.labels, nearest)
+    spread = float(((X - result.centers[result.labels]) ** 2).sum())
+    assert result.inertia == pytest.approx(spread, abs=1e-6)
+    assert result.inertia == pytest.approx(float(distances.sum()), abs=1e-6)
+
+
 def test_fewer_distinct_samples_than_clusters():
     X = torch.tensor([[0.0, 0.0]] * 5 + [[1.0, 1.0]] * 5)
     torch.manual_seed(0)
