@@ -654,14 +654,28 @@ def fit_scaling(X, image_shape) -> Scaling:
             "precision skiic trains in (every feature is constant): there is "
             "nothing to cluster or embed."
         )
+    # Images: one range for every pixel; vectors: each feature's own.
+    span = float(high.max() - low.min() if image_shape else np.max(high - low))
+    largest = float(np.finfo(np.float32).max)
+    if span > largest:
+        raise ValueError(
+            f"X's values span {span:.3g}, more than float32, the precision skiic "
+            f"trains in, can hold ({largest:.3g}): centring or scaling them "
+            "would overflow. Rescale X first, e.g. with StandardScaler."
+        )
     if image_shape is not None:
-        offset = np.float32(low)
-        scale = np.float32(high - low)
+        offset = np.float32(low.min())
+        scale = np.float32(span)
     else:
         offset = mean.astype(np.float32)
         scale = np.float32(np.sqrt(var.mean()))
-    if not np.isfinite(scale) or scale <= np.finfo(np.float32).tiny:
-        scale = np.float32(1.0)
+    tiny = float(np.finfo(np.float32).tiny)
+    if scale <= tiny:
+        raise ValueError(
+            f"X's values vary by about {float(scale):.3g}, below the smallest "
+            f"normal float32 ({tiny:.3g}), the precision skiic trains in. "
+            "Rescale X first, e.g. with StandardScaler."
+        )
     return Scaling(offset, scale)
 
 

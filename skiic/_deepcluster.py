@@ -153,8 +153,8 @@ class DeepClusterEstimator(
         is copied to the device whole; larger data stays in host memory, or in
         its ``np.memmap``, and is streamed to the device batch by batch (the
         feature pass of every epoch too), as in :class:`IICClustering`.
-        ``"auto"``: half of the free GPU memory on CUDA; on the CPU, arrays are
-        used in place and memmaps streamed.
+        ``"auto"``: half of the free GPU memory on CUDA; on the CPU, arrays
+        are held whole (as one scaled float32 copy) and memmaps streamed.
     lr : float, default=1e-3
         Adam learning rate.
     device : str, default="auto"

@@ -68,8 +68,9 @@ def check_input(estimator, X, *, reset):
 
     Images may come as (n, C, H, W), as (n, H, W) (one channel) or flat as
     (n, C*H*W) with the estimator's ``input_shape``; vectors as (n, d). Sparse,
-    complex, string, NaN and infinite input is rejected by scikit-learn's
-    ``validate_data`` with its usual messages.
+    complex, non-numeric string, NaN and infinite input is rejected by
+    scikit-learn's ``validate_data`` with its usual messages (strings of
+    numbers are converted, as scikit-learn does).
 
     Parameters
     ----------
@@ -85,14 +86,24 @@ def check_input(estimator, X, *, reset):
     Returns
     -------
     X : ndarray of shape (n_samples, n_features)
-        Flat samples: float32, or a C-contiguous memmap's flat view in its
-        stored dtype (converted batch by batch on the device).
+        Flat samples: float32, or a memmap's flat view in its stored dtype
+        (converted batch by batch on the device).
     image_shape : tuple of int or None
         ``(C, H, W)`` of image input, ``None`` for vectors. At prediction time
         this is the fitted shape.
     """
-    if isinstance(X, np.memmap) and X.flags.c_contiguous:
-        return _check_memmap(estimator, X, reset=reset)
+    if isinstance(X, np.memmap):
+        if X.ndim <= 2 or _rows_are_contiguous(X):
+            return _check_memmap(estimator, X, reset=reset)
+        warnings.warn(
+            f"X is a memmap of shape {X.shape} whose images cannot be flattened "
+            "without a copy (its axes are transposed or sliced), so it is read "
+            "into memory instead of streamed. Save it with np.save(path, "
+            "np.ascontiguousarray(X)) and open it with np.load(path, "
+            "mmap_mode='r') to stream it.",
+            stacklevel=3,
+        )
+        X = np.asarray(X)
     if isinstance(X, (list, tuple)):
         # Nested lists of images are images, as the same ndarray would be.
         as_array = np.asarray(X, dtype=object)
@@ -121,6 +132,18 @@ def check_input(estimator, X, *, reset):
             detail.add(X[rows], rounded=X32[rows])
         detail.warn()
     return X32, image_shape
+
+
+def _rows_are_contiguous(X) -> bool:
+    """Whether each sample of ``X`` (its axes after the first) is one C-ordered
+    run of memory, so that ``X.reshape(n, -1)`` is a view; the samples may lie
+    anywhere (every other row of a memmap, say)."""
+    expected = X.itemsize
+    for size, stride in zip(reversed(X.shape[1:]), reversed(X.strides[1:])):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _flatten_images(X):
@@ -228,14 +251,17 @@ def _check_memmap(estimator, X, *, reset):
         ensure_min_features=1,
     )
     # ... and finiteness on all of it, a chunk at a time (with, at fit, the
-    # detail float64 features keep in float32).
-    if X.dtype.kind == "f":
-        detail = _Float32Detail(X.shape[1]) if reset and X.dtype == np.float64 else None
+    # detail that float64 features, and integers float32 cannot all hold
+    # (from 2**24 on), keep in float32).
+    wide = X.dtype == np.float64 or (X.dtype.kind in "iu" and X.dtype.itemsize >= 4)
+    detail = _Float32Detail(X.shape[1]) if reset and wide else None
+    if X.dtype.kind == "f" or detail is not None:
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             chunk = X[start : start + _CHUNK_ROWS]
-            if not np.isfinite(chunk).all():
-                raise ValueError("Input X contains NaN or infinity.")
-            _check_float32_range(chunk)
+            if X.dtype.kind == "f":
+                if not np.isfinite(chunk).all():
+                    raise ValueError("Input X contains NaN or infinity.")
+                _check_float32_range(chunk)
             if detail is not None:
                 detail.add(chunk)
         if detail is not None:
@@ -299,16 +325,22 @@ def check_n_samples(estimator, X, n_clusters=None):
 
 
 def chunked_stats(X):
-    """Global min and max, per-feature mean and variance, over row chunks.
+    """Per-feature min, max, mean and variance, over row chunks.
 
     Works on memmaps without loading them (float64 accumulation, chunks merged
-    with Chan's parallel variance formula).
+    with Chan's parallel variance formula). The values are those the network
+    sees: cast to float32 first, as the samples are before scaling.
     """
-    low, high = np.inf, -np.inf
+    low = high = None
     count, mean, m2 = 0, None, None
     for start in range(0, X.shape[0], _CHUNK_ROWS):
-        chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float64)
-        low, high = min(low, chunk.min()), max(high, chunk.max())
+        chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float32)
+        chunk = chunk.astype(np.float64)
+        if low is None:
+            low, high = chunk.min(axis=0), chunk.max(axis=0)
+        else:
+            low = np.minimum(low, chunk.min(axis=0))
+            high = np.maximum(high, chunk.max(axis=0))
         n = chunk.shape[0]
         chunk_mean = chunk.mean(axis=0)
         chunk_m2 = ((chunk - chunk_mean) ** 2).sum(axis=0)
@@ -320,7 +352,7 @@ def chunked_stats(X):
         mean = mean + delta * n / total
         m2 = m2 + chunk_m2 + delta**2 * count * n / total
         count = total
-    return float(low), float(high), mean, m2 / count
+    return low, high, mean, m2 / count
 
 
 def _is_sparse(X):

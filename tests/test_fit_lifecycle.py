@@ -107,6 +107,30 @@ def test_values_beyond_float32_are_rejected(make, blobs):
 
 
 @each_estimator
+@pytest.mark.parametrize("kind", ["vectors", "images"])
+def test_values_whose_span_float32_cannot_hold_are_rejected(make, blobs, kind):
+    """Every value fits in float32, but their span does not: centring or
+    scaling would overflow (the scale fell back to 1 with a RuntimeWarning,
+    and the training to NaN, or scikit-learn named an infinity X lacks)."""
+    if kind == "vectors":
+        centred = blobs - blobs.mean(axis=0)
+        X = centred / np.abs(centred).max(axis=0) * 3.3e38
+    else:
+        X = np.random.default_rng(0).uniform(-3.3e38, 3.3e38, size=(30, 1, 4, 4))
+    with pytest.raises(ValueError, match="X's values span .* more than float32"):
+        make(module=_MustNotRun()).fit(X)
+
+
+@each_estimator
+def test_values_that_vary_below_float32s_normal_range_are_rejected(make, blobs):
+    """Subnormal spreads (about 1e-39) were left unscaled: the network saw
+    every sample as zero."""
+    with pytest.raises(ValueError, match="vary by about .* below the smallest"):
+        make(module=_MustNotRun()).fit(blobs * 1e-39)
+    make(max_epochs=1).fit(blobs * 1e-30)  # small, but float32 scales it
+
+
+@each_estimator
 def test_nested_lists_of_images_are_images(make):
     images = np.random.default_rng(0).random((30, 1, 6, 6))
     model = make().fit(images.tolist())

@@ -11,7 +11,6 @@ from sklearn.datasets import make_blobs
 from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
 from skiic._data import ResidentData, StreamedData, parse_memory, place_data
 from skiic.augment import VectorAugmentation, VirtualAdversarial, nearest_neighbors
-from skiic.exceptions import TrainingError
 from skiic.metrics import matched_accuracy
 from skiic.networks import MLPBackbone
 
@@ -162,19 +161,65 @@ def test_big_endian_memmap_gives_what_the_array_gives(tmp_path, blobs):
     assert from_file.score(data) == pytest.approx(from_array.score(X), abs=1e-6)
 
 
+@pytest.mark.parametrize("layout", ["fortran", "every other row", "some columns"])
+def test_memmap_of_any_layout_is_streamed(tmp_path, blobs, layout):
+    """Not only C-ordered memmaps: a Fortran-ordered .npy, or a slice of a
+    memmap, stays on disk (they were read whole into memory) and gives what
+    the same rows in memory give."""
+    X, _ = blobs
+    X = np.hstack([X, X[:, ::-1] ** 2])
+    path = tmp_path / "X.npy"
+    np.save(path, np.asfortranarray(X) if layout == "fortran" else X)
+    data = np.load(path, mmap_mode="r")
+    if layout == "every other row":
+        data = data[::2]
+    elif layout == "some columns":
+        data = data[:, :2]
+    assert isinstance(data, np.memmap) and not data.flags.c_contiguous
+    params = dict(FAST, max_epochs=2, random_state=0)
+    from_file = IICClustering(4, **params).fit(data)
+    from_array = IICClustering(4, **params).fit(np.array(data))
+    assert from_file.streamed_ and not from_array.streamed_
+    np.testing.assert_array_equal(from_file.labels_, from_array.labels_)
+
+
+def test_transposed_image_memmap_is_read_into_memory_with_a_warning(tmp_path):
+    images = np.random.default_rng(0).random((40, 8, 8, 3), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    channels_first = np.load(tmp_path / "images.npy", mmap_mode="r").transpose(
+        0, 3, 1, 2
+    )
+    model = IICClustering(2, **dict(FAST, max_epochs=1, n_head_inits=0))
+    with pytest.warns(UserWarning, match="cannot be flattened without a copy"):
+        model.fit(channels_first)
+    assert not model.streamed_ and model.input_shape_ == (3, 8, 8)
+
+
 def test_float64_memmap_detail_lost_in_float32_is_named(tmp_path, blobs):
     X, _ = blobs
     path = tmp_path / "near_a_million.npy"
     np.save(path, 1e6 + 1e-3 * X.astype(np.float64))
     with pytest.warns(UserWarning, match="vary too little for float32"):
-        # ... after which the samples are one point to the network
-        with pytest.raises(TrainingError, match="collapsed"):
+        # ... after which the samples are one point, as in memory
+        with pytest.raises(ValueError, match="identical in float32"):
             IICClustering(4, **FAST).fit(np.load(path, mmap_mode="r"))
     # Integers near a million are exact in float32: no warning.
     np.save(path, 1e6 + np.round(X).astype(np.float64))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         IICClustering(4, **dict(FAST, max_epochs=1)).fit(np.load(path, mmap_mode="r"))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint32])
+def test_integer_memmap_detail_lost_in_float32_is_named(tmp_path, blobs, dtype):
+    """Integers from 2**24 on are not all float32 numbers; a memmap of them
+    gets the array's warning and error (it got neither, then a collapse)."""
+    X, _ = blobs
+    path = tmp_path / "ids.npy"
+    np.save(path, (np.round(X * 5.0).astype(np.int64) + 2**31).astype(dtype))
+    with pytest.warns(UserWarning, match="vary too little for float32"):
+        with pytest.raises(ValueError, match="identical in float32"):
+            IICClustering(4, **FAST).fit(np.load(path, mmap_mode="r"))
 
 
 def test_memmap_with_nan_is_rejected(tmp_path):
