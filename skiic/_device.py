@@ -68,7 +68,27 @@ def resolve_device(device: str, *, for_fit: bool = True) -> torch.device:
                 f"device={device!r} was requested, but MPS is not available."
             )
         return torch.device("cpu")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        problem = _unusable(resolved)
+        if problem is not None:
+            if for_fit:
+                raise ValueError(
+                    f"device={device!r} was requested, but it cannot be used "
+                    f"here: {problem}"
+                )
+            return torch.device("cpu")
     return resolved
+
+
+def _unusable(device: torch.device) -> str | None:
+    """Why torch cannot compute on ``device`` (an xpu, say), or None if it can."""
+    if device.type == "meta":
+        return "meta tensors hold no values."
+    try:
+        torch.zeros(1, device=device)
+    except Exception as exc:  # AssertionError, RuntimeError: torch's choice
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

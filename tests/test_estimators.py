@@ -450,3 +450,19 @@ def test_unknown_device(case):
     X = np.random.default_rng(0).random((20, 3))
     with pytest.raises(ValueError, match="device='tpu'"):
         case.make(device="tpu").fit(X)
+
+
+@pytest.mark.parametrize("device", ["meta", "xpu"])
+def test_a_device_torch_cannot_compute_on_here(case, device):
+    """A device type torch knows but cannot use here (an xpu without XPU
+    support; meta, which holds no values) is refused by name at fit, as a
+    missing GPU is, where torch's AssertionError came out; a model predicts
+    on the CPU instead."""
+    from skiic._device import resolve_device
+
+    if device == "xpu" and hasattr(torch, "xpu") and torch.xpu.is_available():
+        pytest.skip("this machine has an XPU")
+    X = np.random.default_rng(0).random((20, 3))
+    with pytest.raises(ValueError, match=f"device='{device}' .* cannot be used"):
+        case.make(device=device).fit(X)
+    assert resolve_device(device, for_fit=False) == torch.device("cpu")
