@@ -84,11 +84,23 @@ def load_mnist(path, *, split="all", n_samples=None, random_state=None):
     if path.is_dir():
         arrays = [_read_idx_pair(path, part) for part in parts]
     else:
-        with np.load(path) as data:
+        data = np.load(path)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{path} holds one array; expected an .npz archive with X_train, "
+                "y_train, X_test and y_test, or a folder of idx files."
+            )
+        with data:
             missing = {f"{a}_{p}" for p in parts for a in "Xy"} - set(data.files)
             if missing:
                 raise ValueError(f"{path} lacks the arrays {sorted(missing)}.")
             arrays = [(data[f"X_{p}"], data[f"y_{p}"]) for p in parts]
+    for part, (images, digits) in zip(parts, arrays):
+        if len(images) != len(digits):
+            raise ValueError(
+                f"{path} holds {len(images)} {part} images but {len(digits)} "
+                f"{part} labels."
+            )
     X = np.concatenate([a[0] for a in arrays])
     y = np.concatenate([a[1] for a in arrays]).astype(np.int64)
     if X.ndim == 4 and X.shape[1] != 1 and X.shape[-1] == 1:
@@ -143,6 +155,11 @@ def load_idx(path):
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an idx file.")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(
+            f"{path} ends inside its header, which announces {ndim} dimensions "
+            "(a truncated or damaged file)."
+        )
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     body = len(raw) - (4 + 4 * ndim)

@@ -52,3 +52,28 @@ def test_a_truncated_idx_file_says_so(tmp_path):
     floats.write_bytes(bytes([0, 0, 0x0D, 1]) + (2).to_bytes(4, "big") + bytes(6))
     with pytest.raises(ValueError, match="6 bytes of values.*4 bytes each"):
         load_idx(floats)
+    short = tmp_path / "short-idx3-ubyte"  # cut inside the header's sizes
+    short.write_bytes(header[:4] + (3).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match="ends inside its header.*2 dimensions"):
+        load_idx(short)
+
+
+def test_one_array_file_is_named(tmp_path):
+    """A .npy holds one array, not MNIST's four (numpy's TypeError came out)."""
+    np.save(tmp_path / "X.npy", np.zeros((3, 784), dtype=np.uint8))
+    with pytest.raises(ValueError, match="holds one array; expected an .npz"):
+        load_mnist(tmp_path / "X.npy")
+
+
+def test_images_and_labels_of_different_lengths_are_named(tmp_path):
+    """They were returned misaligned, 8 images with 7 labels."""
+    np.savez(
+        tmp_path / "mnist.npz",
+        X_train=np.zeros((5, 28, 28), dtype=np.uint8),
+        y_train=np.zeros(4, dtype=np.uint8),
+        X_test=np.zeros((3, 28, 28), dtype=np.uint8),
+        y_test=np.zeros(3, dtype=np.uint8),
+    )
+    with pytest.raises(ValueError, match="5 train images but 4 train labels"):
+        load_mnist(tmp_path / "mnist.npz")
+    load_mnist(tmp_path / "mnist.npz", split="test")  # the test part is whole
