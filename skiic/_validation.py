@@ -217,11 +217,14 @@ def _image_shape(estimator, given_shape, n_features, reset):
     if reset:
         return check_image_shape(estimator.input_shape, given_shape, n_features)
     image_shape = estimator.input_shape_
-    if (
-        given_shape is not None
-        and image_shape is not None
-        and given_shape != image_shape
-    ):
+    if given_shape is not None and image_shape is None:
+        raise ValueError(
+            f"X holds images of shape {given_shape}, but "
+            f"{type(estimator).__name__} was fitted on vectors of "
+            f"{estimator.n_features_in_} features; pass them as rows, "
+            "X.reshape(len(X), -1), if that is what they are."
+        )
+    if given_shape is not None and given_shape != image_shape:
         raise ValueError(
             f"X holds images of shape {given_shape}, but "
             f"{type(estimator).__name__} was fitted on images of shape "
@@ -237,6 +240,14 @@ def _check_memmap(estimator, X, *, reset):
     estimators scale and convert them batch by batch on the device.
     """
     X, given_shape = _flatten_images(X)
+    if X.ndim != 2:
+        # What validate_data says, of the whole memmap rather than a slice.
+        raise ValueError(
+            f"Expected a 2D array, got a {X.ndim}D memmap of shape {X.shape} "
+            "instead. Reshape your data either using array.reshape(-1, 1) if "
+            "your data has a single feature or array.reshape(1, -1) if it "
+            "contains a single sample."
+        )
     if X.dtype.kind not in "biuf":
         raise ValueError(
             f"A memmap X must hold real numbers; got dtype {X.dtype}. Convert it "

@@ -20,7 +20,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from skiic import AutoEncoderEmbedder, DeepClusterEstimator, IICClustering
-from skiic.exceptions import TrainingError
+from skiic.exceptions import ConvergenceWarning, TrainingError
 from skiic.networks import MLPBackbone
 
 # Every method that takes samples (score included); each estimator has a subset.
@@ -365,6 +365,17 @@ def test_image_shape_change_at_predict(case):
             getattr(model, method)(X[:0])
 
 
+def test_images_given_to_a_model_fitted_on_vectors_are_named(case):
+    """Vectors of 64 features, then images of 8x8: the model was fitted on
+    rows and cannot know them as images (they were flattened silently)."""
+    X = square_images()
+    model = case.make().fit(X.reshape(len(X), -1))
+    for method in case.methods(model):
+        for images in (X, X[:, 0]):
+            with pytest.raises(ValueError, match="fitted on vectors of 64 features"):
+                getattr(model, method)(images)
+
+
 def test_channels_last_images_are_pointed_out(case):
     """(n, H, W, C) arrays, as image libraries store them, would be read as C
     = H channels of W pixels: a warning says so and how to fix it, for 4-D X
@@ -377,6 +388,7 @@ def test_channels_last_images_are_pointed_out(case):
         case.make(input_shape=(8, 8, 1)).fit(last.reshape(len(X), -1))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a short fit's
         case.make().fit(X)
 
 

@@ -131,6 +131,20 @@ def test_values_that_vary_below_float32s_normal_range_are_rejected(make, blobs):
 
 
 @each_estimator
+def test_nan_is_named_where_assume_finite_skips_the_check(make, blobs):
+    """scikit-learn's assume_finite=True skips its own check; the input
+    statistics still name the NaN (a reshape error came out of the neighbour
+    search, or the autoencoder's first loss was NaN)."""
+    import sklearn
+
+    X = blobs.copy()
+    X[5, 1] = np.nan
+    with sklearn.config_context(assume_finite=True):
+        with pytest.raises(ValueError, match="NaN or infinity .*assume_finite"):
+            make(module=_MustNotRun()).fit(X)
+
+
+@each_estimator
 def test_nested_lists_of_images_are_images(make):
     images = np.random.default_rng(0).random((30, 1, 6, 6))
     model = make().fit(images.tolist())

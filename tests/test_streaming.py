@@ -234,6 +234,13 @@ def test_memmap_with_nan_is_rejected(tmp_path):
         )
 
 
+def test_one_dimensional_memmap_is_named_whole(tmp_path):
+    """scikit-learn's message, of the memmap's shape (it quoted a slice of two)."""
+    np.save(tmp_path / "flat.npy", np.arange(800, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"got a 1D memmap of shape \(800,\)"):
+        IICClustering(3, **FAST).fit(np.load(tmp_path / "flat.npy", mmap_mode="r"))
+
+
 @pytest.mark.parametrize("shape", [(0, 3), (0, 8, 8), (0, 1, 8, 8)])
 def test_empty_memmap_is_rejected_by_name(tmp_path, shape):
     np.save(tmp_path / "empty.npy", np.zeros(shape, dtype=np.float32))
