@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -23,12 +24,13 @@ from ._base import (
 )
 from ._device import forked_rng, torch_threads
 from ._iic_heads import Selection, evaluate_heads, select_head
-from ._validation import Interval, StrOptions
+from ._validation import Interval, StrOptions, user_stacklevel
 from .augment import (
     VirtualAdversarial,
     kl_divergence,
     sample_neighbors,
 )
+from .exceptions import ConvergenceWarning
 from .losses import iic_loss_from_joint, soft_assignments
 from .networks import MultiHeadNetwork, feature_width
 
@@ -49,6 +51,11 @@ _AUTO_PCA_FROM, _AUTO_PCA_COMPONENTS = 100, 50
 # ... when these axes hold at least this share of the variance; wide vectors
 # whose variance is spread (many noise features) keep every feature.
 _AUTO_PCA_MIN_SHARE = 0.75
+# Assignments whose information about the samples, I(X; Z), falls below this
+# share of log(n_clusters) mean a network that learned nothing: 0.0008 nats of
+# 2.30 after 3 epochs on 600 digit images, where every fit of the panel's
+# sizes keeps 0.9 or more (iris, breast cancer, circles, noise alike).
+_LEARNED_NOTHING = 0.1
 
 
 class IICClustering(
@@ -238,7 +245,8 @@ class IICClustering(
         Per-epoch training log of the kept initialisation (``train_loss``;
         ``iic_loss``, its IIC part without the adversarial term; ``dur``, ...).
         Epochs of a self-labelling stage follow, with ``confident`` (the
-        samples it trains on) and the cross-entropy as ``train_loss``.
+        share of the samples it trains on) and the cross-entropy as
+        ``train_loss``.
     module_ : torch.nn.Module
         The trained network (backbone and selected head), on the CPU.
     streamed_ : bool
@@ -486,8 +494,10 @@ class IICClustering(
                 plan, module, data, views, device, parallel, after=len(history)
             )
             history = _engine.join_histories(history, more)
-        labels = _assign(module.to(device), data, device)
-        return _IICResult(module.to("cpu"), history, selection, labels, data.streamed)
+        labels, information = _assign(module.to(device), data, device)
+        return _IICResult(
+            module.to("cpu"), history, selection, labels, data.streamed, information
+        )
 
     def _resolve_augmentation(self, image_shape, *, noise_floor=False):
         """``augmentation``: "auto" is the virtual adversarial view for vectors
@@ -747,6 +757,21 @@ class IICClustering(
             losses = evaluate_heads(module, [module.heads[0]], data, views, 1.0)
         return float(-losses[0])
 
+    def _check_result(self, plan, result):
+        super()._check_result(plan, result)
+        bound = math.log(self.n_clusters)
+        if result.information < _LEARNED_NOTHING * bound:
+            warnings.warn(
+                "The assignments carry almost no information about the samples "
+                f"({result.information:.2g} nats, of at most log(n_clusters) = "
+                f"{bound:.2f}): every cluster is about as likely as any other "
+                "for every sample, so the network learned nothing to cluster "
+                f"by. Train longer (max_epochs={self.max_epochs!r}) or with "
+                f"another lr (now {self.lr:g}).",
+                ConvergenceWarning,
+                stacklevel=user_stacklevel(),
+            )
+
     @property
     def _n_features_out(self):
         # The fitted clusters, not the parameter (set_params may have changed
@@ -816,6 +841,7 @@ class _IICResult(NamedTuple):
     selection: Selection  # the head selection of the kept initialisation
     labels: np.ndarray  # cluster of each training sample, as the head numbers them
     streamed: bool  # whether the data was streamed to the device
+    information: float  # I(X; Z) of the assignments, nats (see _assign)
 
 
 def _distinct_if_searched(X, n_neighbors, augment):
@@ -1033,9 +1059,22 @@ class _IICObjective(_engine.Objective):
 
 @torch.no_grad()
 def _assign(module, data, device):
-    """Cluster of every sample by the module's first head (eval mode)."""
+    """Cluster of every sample by the module's first head (eval mode), and the
+    information (nats) these assignments carry about the samples: the entropy
+    of the mean assignment less the mean entropy of one, I(X; Z)."""
     module.eval()
-    labels = _data.map_samples(
-        lambda x: module(x)[0][0].float().argmax(dim=1), data, device
+    totals = []  # summed assignments per cluster, then the summed entropy
+
+    def label(x):
+        p = soft_assignments(module(x)[0][0].float())
+        entropy = -(p * p.clamp(min=1e-30).log()).sum()
+        totals.append(torch.cat([p.sum(dim=0), entropy[None]]).double())
+        return p.argmax(dim=1)
+
+    labels = _data.map_samples(label, data, device)
+    totals = torch.stack(totals).sum(dim=0)
+    mean = totals[:-1] / data.n_samples
+    information = float(
+        -(mean * mean.clamp(min=1e-30).log()).sum() - totals[-1] / data.n_samples
     )
-    return labels.cpu().numpy()
+    return labels.cpu().numpy(), information
