@@ -13,8 +13,8 @@ and :class:`~skiic.AutoEncoderEmbedder` followed by KMeans) next to
 labels are used only to score: normalised mutual information (NMI) and the
 accuracy after matching clusters to digits by the Hungarian algorithm.
 
-The deep estimators run on the CPU with shortened training so that the whole
-example stays within a minute; their defaults train longer and score higher
+The deep estimators train on shortened schedules so that the whole example
+stays within a minute on a CPU; their defaults train longer and score higher
 (see :doc:`the benchmarks </benchmarks>`). Times are wall-clock seconds of
 ``fit_predict`` on the machine that built this page.
 """

@@ -59,12 +59,15 @@ class AutoEncoderEmbedder(
         be plotted.
     latent : {"whitened", "linear", "tanh"}, default="whitened"
         ``"linear"``: the codes are a linear map of the encoder's features,
-        standardised to zero mean and unit variance per component over the
-        training data (a batch normalisation without learned scale);
+        standardised per component by a batch normalisation without learned
+        scale (while training, on each batch of augmented samples; after it,
+        with its running statistics, so that the codes of the training data
+        have roughly, not exactly, zero mean and unit variance);
         ``"whitened"``: these codes decorrelated as well, after training, by
-        the principal axes of the training data's codes, each divided by its
-        standard deviation (as ``PCA(whiten=True)`` does), so that their
-        covariance over the training data is the identity and no direction
+        the principal axes of the codes of every sample given to ``fit``
+        (those that ``early_stopping`` holds out included), each divided by
+        its standard deviation (as ``PCA(whiten=True)`` does), so that their
+        covariance over these samples is the identity and no direction
         dominates the distances that, e.g., ``KMeans`` computes
         (``inverse_transform`` undoes it; see :ref:`autoencoder_codes`);
         ``"tanh"``: the linear codes squashed into (-1, 1).
