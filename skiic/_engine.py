@@ -75,9 +75,17 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 class _PrintLog(PrintLog):
     """skorch's per-epoch table, its colours left out where they would show
-    as escape codes (a log file or a pipe): see :func:`_colours`."""
+    as escape codes (a log file or a pipe): see :func:`_colours`; its epochs
+    numbered from ``first_epoch``, the fit's count, as ``history_`` numbers
+    them (a continued training or a self-labelling stage would start at 1)."""
+
+    def __init__(self, first_epoch: int = 1) -> None:
+        super().__init__()
+        self.first_epoch = first_epoch
 
     def format_row(self, row, key, color):
+        if key == "epoch":
+            row = dict(row, epoch=row["epoch"] + self.first_epoch - 1)
         text = super().format_row(row, key, color)
         if isinstance(text, str) and not _colours(sys.stdout):
             text = _ANSI_ESCAPE.sub("", text)
@@ -138,7 +146,7 @@ class Trainer(NeuralNet):
     @property
     def _default_callbacks(self):
         return [
-            (name, _PrintLog() if name == "print_log" else callback)
+            (name, _PrintLog(self.first_epoch) if name == "print_log" else callback)
             for name, callback in super()._default_callbacks
         ]
 

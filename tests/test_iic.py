@@ -762,3 +762,17 @@ def test_a_fit_that_learned_nothing_is_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         IICClustering(10, max_epochs=10, **params).fit(images)
+
+
+def test_the_verbose_table_numbers_epochs_as_the_history_does(blobs, capsys):
+    """The kept candidate's continuation and the self-labelling stage go on
+    with the fit's epoch count; their tables started again at 1."""
+    X, _ = blobs
+    model = IICClustering(
+        4, max_epochs=5, self_labelling=True, n_threads=1, random_state=0, verbose=1
+    ).fit(X)
+    assert model.history_[:, "epoch"] == list(range(1, 8))
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    numbers = [int(words[0]) for words in printed if words and words[0].isdigit()]
+    # three one-epoch candidates, then epochs 2 to 5, then the stage's 6 and 7
+    assert numbers == [1, 1, 1, 2, 3, 4, 5, 6, 7]
