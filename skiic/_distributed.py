@@ -359,7 +359,10 @@ def spawn(target, devices, args, *, threads=None):
 
     The processes on the CPU share ``threads`` torch threads (by default the
     machine's cores), each taking an equal part, at least one.
-    Returns what the process of rank 0 returned, or raises what it raised.
+    Returns what the process of rank 0 returned, or raises what a process
+    raised (rank 0's error, else another's; a ``RuntimeError`` with its
+    traceback where the error cannot be read back). Processes still running
+    when the caller is interrupted (``KeyboardInterrupt``) are stopped first.
     Each process imports the caller's main module again, whichever the start
     method (see :func:`start_method`), so a script that calls ``fit`` with
     ``devices`` must guard its top level with ``if __name__ == "__main__":``.
@@ -371,15 +374,22 @@ def spawn(target, devices, args, *, threads=None):
         # it changes nothing.
         multiprocessing.set_forkserver_preload(_PRELOAD)
     with tempfile.TemporaryDirectory(prefix="skiic-") as folder:
+        context = torch.multiprocessing.start_processes(
+            _run_rank,
+            args=(target, devices, args, folder, threads),
+            nprocs=len(devices),
+            join=False,
+            start_method=method,
+        )
         try:
-            torch.multiprocessing.start_processes(
-                _run_rank,
-                args=(target, devices, args, folder, threads),
-                nprocs=len(devices),
-                join=True,
-                start_method=method,
-            )
-        except Exception as failure:
+            while not context.join():
+                pass
+        except BaseException as failure:
+            # torch stops the others when one fails; not when the caller is
+            # interrupted (KeyboardInterrupt), which must not leave them training.
+            _stop(context.processes)
+            if not isinstance(failure, Exception):
+                raise
             outcome = _read_outcome(folder)
             if outcome is not None and outcome[0] == "error":
                 raise outcome[1] from None
@@ -388,6 +398,18 @@ def spawn(target, devices, args, *, threads=None):
     if status == "error":
         raise value
     return value
+
+
+def _stop(processes) -> None:
+    """Terminate the processes still running, and wait for them."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def start_method(devices) -> str:
@@ -433,17 +455,26 @@ def _run_rank(rank, target, devices, args, folder, threads=None):
     try:
         result = target(*args, device=device, parallel=Parallel(rank, world_size))
         if rank == 0:
-            torch.save(("ok", result), Path(folder, "outcome.pt"))
+            torch.save(("ok", result), Path(folder, "outcome-0.pt"))
     except BaseException as exc:
-        if rank == 0:
-            torch.save(("error", exc), Path(folder, "outcome.pt"))
+        # Every rank keeps what it raised: the error of one rank alone (the
+        # others are then stopped) is the one the caller should see.
+        torch.save(("error", exc), Path(folder, f"outcome-{rank}.pt"))
         raise
     finally:
         dist.destroy_process_group()
 
 
 def _read_outcome(folder):
-    path = Path(folder, "outcome.pt")
-    if not path.exists():
-        return None
-    return torch.load(path, weights_only=False)
+    """Rank 0's outcome, else the first error another rank kept; None where
+    none was kept or it cannot be read back (an exception class that does
+    not unpickle: the caller then reports the process's failure itself)."""
+    paths = sorted(
+        Path(folder).glob("outcome-*.pt"), key=lambda path: int(path.stem[8:])
+    )
+    for path in paths:
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception:
+            continue
+    return None

@@ -1,8 +1,12 @@
 """Data-parallel training over processes (gloo on CPUs) equals one process."""
 
 import multiprocessing
+import os
 import pickle
+import signal
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -193,6 +197,102 @@ def test_failure_in_the_processes_reaches_the_caller(blobs):
     model = IICClustering(3, module=NaNBackbone(), devices=["cpu", "cpu"], **PARAMS)
     with pytest.raises(TrainingError, match="diverged|untrained network"):
         model.fit(blobs)
+
+
+class RankOneFails(nn.Module):
+    """Raises in the process of rank 1 only."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 8)
+
+    def forward(self, x):
+        if dist.is_initialized() and dist.get_rank() == 1:
+            raise ValueError("only rank 1 fails")
+        return self.linear(x)
+
+
+def test_the_error_of_one_rank_alone_reaches_the_caller(blobs):
+    """It came back as a RuntimeError ('A training process failed'): only
+    rank 0 kept what it raised."""
+    model = IICClustering(3, module=RankOneFails(), devices=["cpu", "cpu"], **PARAMS)
+    with pytest.raises(ValueError, match="only rank 1 fails"):
+        model.fit(blobs)
+
+
+class TwoArgumentError(Exception):
+    """Does not unpickle: its ``__init__`` wants two arguments."""
+
+    def __init__(self, a, b):
+        super().__init__(f"raised with {a} and {b}")
+
+
+class RaisesTwoArgumentError(RankOneFails):
+    def forward(self, x):
+        raise TwoArgumentError(1, 2)
+
+
+def test_an_error_that_does_not_unpickle_is_reported_with_its_text(blobs):
+    """Reading it back failed with TypeError ('missing 1 required positional
+    argument'), which hid the error itself."""
+    model = IICClustering(
+        3, module=RaisesTwoArgumentError(), devices=["cpu", "cpu"], **PARAMS
+    )
+    with pytest.raises(RuntimeError, match="(?s)process failed.*raised with 1 and 2"):
+        model.fit(blobs)
+
+
+class SlowBackbone(nn.Module):
+    """Writes its process's id to ``folder`` and trains slowly."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = str(folder)
+        self.linear = nn.Linear(2, 8)
+
+    def forward(self, x):
+        pid = os.getpid()
+        with open(os.path.join(self.folder, f"{pid}.pid"), "w"):
+            pass
+        time.sleep(0.05)
+        return self.linear(x)
+
+
+def _running(pid):
+    """Whether process ``pid`` runs (exists and is not a zombie), on Linux."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_interrupted_fit_stops_its_processes(blobs, tmp_path):
+    """Ctrl-C in a notebook reaches the caller only: the processes trained on
+    (for as long as the fit had left) after fit had raised KeyboardInterrupt."""
+    model = IICClustering(
+        3,
+        module=SlowBackbone(tmp_path),
+        devices=["cpu", "cpu"],
+        **dict(PARAMS, max_epochs=200),
+    )
+
+    def interrupt_once_training():
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(blobs)
+    pids = [int(path.stem) for path in tmp_path.glob("*.pid")]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in pids)
 
 
 class ThreadsBackbone(nn.Module):
