@@ -41,6 +41,10 @@ __all__ = [
 
 # Largest magnitude float32 holds: float64 input beyond it would become inf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NOT_FINITE = (
+    "Input X contains NaN or infinity (scikit-learn's assume_finite=True "
+    "skipped the check that says so at once)."
+)
 # A feature that the cast to float32 moves by more than its range over this
 # loses its detail (as if it had fewer than this many levels from min to max).
 _FLOAT32_LEVELS = 2**8
@@ -101,7 +105,7 @@ def check_input(estimator, X, *, reset):
             "into memory instead of streamed. Save it with np.save(path, "
             "np.ascontiguousarray(X)) and open it with np.load(path, "
             "mmap_mode='r') to stream it.",
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         X = np.asarray(X)
     if isinstance(X, (list, tuple)):
@@ -205,6 +209,9 @@ def _check_float32_range(X):
     """Reject values that float32, the type skiic trains in, cannot hold."""
     if X.dtype == np.float64 and X.size:
         largest = float(np.abs(X).max())
+        if not np.isfinite(largest):
+            # Only where scikit-learn's own check was skipped (assume_finite).
+            raise ValueError(_NOT_FINITE)
         if largest > _FLOAT32_MAX:
             raise ValueError(
                 f"X holds values up to {largest:.3g} in magnitude, beyond float32's "
@@ -346,6 +353,9 @@ def chunked_stats(X):
     count, mean, m2 = 0, None, None
     for start in range(0, X.shape[0], _CHUNK_ROWS):
         chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float32)
+        if not np.isfinite(chunk).all():
+            # Only where scikit-learn's own check was skipped (assume_finite).
+            raise ValueError(_NOT_FINITE)
         chunk = chunk.astype(np.float64)
         if low is None:
             low, high = chunk.min(axis=0), chunk.max(axis=0)

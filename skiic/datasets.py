@@ -95,12 +95,21 @@ def load_mnist(path, *, split="all", n_samples=None, random_state=None):
             if missing:
                 raise ValueError(f"{path} lacks the arrays {sorted(missing)}.")
             arrays = [(data[f"X_{p}"], data[f"y_{p}"]) for p in parts]
-    for part, (images, digits) in zip(parts, arrays):
+    for number, (part, (images, digits)) in enumerate(zip(parts, arrays)):
+        digits = np.asarray(digits)
+        if digits.ndim == 2 and digits.shape[1] == 1:
+            digits = digits[:, 0]  # a column of labels
+        if digits.ndim != 1:
+            raise ValueError(
+                f"{path}: the {part} labels have shape {digits.shape}; expected "
+                "one label per image."
+            )
         if len(images) != len(digits):
             raise ValueError(
                 f"{path} holds {len(images)} {part} images but {len(digits)} "
                 f"{part} labels."
             )
+        arrays[number] = (images, digits)
     X = np.concatenate([a[0] for a in arrays])
     y = np.concatenate([a[1] for a in arrays]).astype(np.int64)
     if X.ndim == 4 and X.shape[1] != 1 and X.shape[-1] == 1:

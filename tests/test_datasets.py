@@ -77,3 +77,26 @@ def test_images_and_labels_of_different_lengths_are_named(tmp_path):
     with pytest.raises(ValueError, match="5 train images but 4 train labels"):
         load_mnist(tmp_path / "mnist.npz")
     load_mnist(tmp_path / "mnist.npz", split="test")  # the test part is whole
+
+
+def test_labels_as_a_column_load_flat_and_other_shapes_are_named(tmp_path):
+    """(n, 1) labels came back as (n, 1); a 0-d array raised TypeError."""
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    np.savez(
+        tmp_path / "column.npz",
+        X_train=images,
+        y_train=np.arange(4)[:, None],
+        X_test=images[:2],
+        y_test=np.arange(2)[:, None],
+    )
+    _, y = load_mnist(tmp_path / "column.npz")
+    assert y.tolist() == [0, 1, 2, 3, 0, 1]
+    np.savez(
+        tmp_path / "scalar.npz",
+        X_train=images,
+        y_train=np.array(3),
+        X_test=images[:2],
+        y_test=np.arange(2),
+    )
+    with pytest.raises(ValueError, match=r"train labels have shape \(\)"):
+        load_mnist(tmp_path / "scalar.npz")

@@ -137,11 +137,15 @@ def test_nan_is_named_where_assume_finite_skips_the_check(make, blobs):
     search, or the autoencoder's first loss was NaN)."""
     import sklearn
 
-    X = blobs.copy()
-    X[5, 1] = np.nan
-    with sklearn.config_context(assume_finite=True):
-        with pytest.raises(ValueError, match="NaN or infinity .*assume_finite"):
-            make(module=_MustNotRun()).fit(X)
+    for dtype in (np.float64, np.float32):
+        for bad in (np.nan, np.inf):
+            X = blobs.astype(dtype)
+            X[5, 1] = bad
+            with sklearn.config_context(assume_finite=True):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", RuntimeWarning)
+                    with pytest.raises(ValueError, match="NaN or inf.*assume_fin"):
+                        make(module=_MustNotRun()).fit(X)
 
 
 @each_estimator

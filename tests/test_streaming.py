@@ -190,8 +190,9 @@ def test_transposed_image_memmap_is_read_into_memory_with_a_warning(tmp_path):
         0, 3, 1, 2
     )
     model = IICClustering(2, **dict(FAST, max_epochs=1, n_head_inits=0))
-    with pytest.warns(UserWarning, match="cannot be flattened without a copy"):
+    with pytest.warns(UserWarning, match="cannot be flattened without a copy") as seen:
         model.fit(channels_first)
+    assert seen[0].filename == __file__  # the user's line
     assert not model.streamed_ and model.input_shape_ == (3, 8, 8)
 
 
