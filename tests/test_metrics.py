@@ -117,6 +117,17 @@ def test_labels_that_cannot_be_ordered_are_named(metric):
     mixed = np.array(["a", 1, "b", "a"], dtype=object)
     with pytest.raises(ValueError, match=r"labels_true mixes labels .*\(int, str\)"):
         metric(mixed, [0, 1, 1, 0])
+    # As a list too: numpy would make 1 and "1" one string label.
+    with pytest.raises(ValueError, match=r"labels_true mixes labels .*\(int, str\)"):
+        metric([1, "1", 2, 2], [0, 1, 2, 2])
+
+
+@pytest.mark.parametrize("metric", [nmi, matched_accuracy, cluster_mapping])
+def test_bytes_labels_are_read_as_text_by_every_metric(metric):
+    """scikit-learn's NMI refused them where the other metrics took them."""
+    as_bytes = metric(np.array([b"a", b"b", b"a", b"c"]), [0, 1, 0, 1])
+    as_text = metric(np.array(["a", "b", "a", "c"]), [0, 1, 0, 1])
+    assert as_bytes == as_text
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,11 @@ def test_display_labels_follow_the_matched_rows():
         MatchedConfusionMatrixDisplay.from_predictions(
             y_true, y_pred, display_labels=["a", "b"]
         )
+    # Three names, but in a row of a table: its shape is what is wrong.
+    with pytest.raises(ValueError, match=r"shape \(1, 3\); it needs one name"):
+        MatchedConfusionMatrixDisplay.from_predictions(
+            y_true, y_pred, display_labels=[["a", "b", "c"]]
+        )
 
 
 def test_plot_options():

@@ -242,8 +242,8 @@ __test__ = {
 
 def _check_labels(labels_true, labels_pred):
     """Validate a pair of label vectors the same way for every metric."""
-    labels_true = column_or_1d(labels_true)
-    labels_pred = column_or_1d(labels_pred)
+    labels_true = _label_array(labels_true, "labels_true")
+    labels_pred = _label_array(labels_pred, "labels_pred")
     check_consistent_length(labels_true, labels_pred)
     if labels_true.shape[0] == 0:
         raise ValueError(
@@ -272,6 +272,26 @@ def _check_labels(labels_true, labels_pred):
                     "strings or integers."
                 ) from None
     return labels_true, labels_pred
+
+
+def _label_array(labels, name):
+    """``labels`` as a 1-d array. A list of strings and numbers stays one of
+    objects (numpy would make ``1`` and ``"1"`` one string label); bytes are
+    decoded (scikit-learn's NMI takes no bytes, the other metrics would)."""
+    if isinstance(labels, (list, tuple)):
+        kinds = {isinstance(value, (str, bytes)) for value in labels}
+        if len(kinds) > 1:
+            labels = np.asarray(labels, dtype=object)
+    labels = column_or_1d(labels)
+    if labels.dtype.kind == "S":
+        try:
+            labels = np.char.decode(labels, "utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"{name} holds bytes that are not UTF-8 text; decode them to "
+                "strings first."
+            ) from None
+    return labels
 
 
 def _is_missing(value) -> bool:

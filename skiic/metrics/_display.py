@@ -268,8 +268,13 @@ class MatchedConfusionMatrixDisplay:
         else:
             names = np.asarray(display_labels)
             if names.shape != classes.shape:
+                given = (
+                    f"{names.size} names"
+                    if names.ndim == 1
+                    else f"shape {names.shape}; it needs one name a class,"
+                )
                 raise ValueError(
-                    f"display_labels has {names.size} names for {classes.size} classes."
+                    f"display_labels has {given} for {classes.size} classes."
                 )
             row_names = names[np.searchsorted(np.sort(classes), classes)]
         display = cls(matrix, display_labels=row_names, cluster_labels=clusters)
