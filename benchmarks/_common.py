@@ -75,6 +75,17 @@ def device_name(device):
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def warm_up(make, X, n_samples=256):
+    """Fit ``make()`` once, untimed, on the first ``n_samples`` of ``X``: the
+    first fit of a process pays about a second of start-up (lazy imports,
+    torch's first kernels), which would go to whichever method runs first."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a one-epoch fit warns that it learned little
+        make().fit(X[:n_samples])
+
+
 def timed_run(method, seed, make, X, y):
     """Fit ``make()`` on X, return a row with time and the two scores."""
     start = time.perf_counter()
@@ -159,10 +170,11 @@ def summarise(rows, data_name, device, command, time_label="fit time"):
 def print_neighbor_agreement(Z, y, n_neighbors=10):
     """Print the share of each sample's nearest neighbours in ``Z`` with its label.
 
-    The neighbours are those IICClustering pairs vectors with (below 5,000
-    samples by default, or with ``n_neighbors > 0``):
-    :func:`skiic.augment.nearest_neighbors` (Euclidean, the sample itself
-    excluded by index, so exact duplicates count as each other's neighbours).
+    The neighbours are :func:`skiic.augment.nearest_neighbors` (Euclidean,
+    the sample itself excluded by index, so exact duplicates count as each
+    other's neighbours): the graph IICClustering pairs vectors with (below
+    5,000 samples by default, or with ``n_neighbors > 0``) where no row is
+    repeated; IICClustering searches among the distinct rows only.
     """
     import torch
 

@@ -26,6 +26,7 @@ from _common import (
     load,
     score_row,
     summarise,
+    warm_up,
     write_json,
 )
 
@@ -48,6 +49,7 @@ def main(argv=None):
     X, y, name = load(args.data, args.n_samples)
     extra = {} if args.max_epochs == "auto" else {"max_epochs": int(args.max_epochs)}
     rows = []
+    warm_up(lambda: IICClustering(10, max_epochs=1, device=args.device), X)
     for seed in args.seeds:
         rows.append(kmeans_run(seed, X.reshape(len(X), -1), y))
         for busy in args.busy:

@@ -7,14 +7,15 @@ Examples::
     python benchmarks/bench_vectors.py --sets mnist_pca50 mnist_flat \\
         --views default adversarial
 
-The panel: scikit-learn's tables (iris, wine, breast cancer: standardised);
-the digits as 64 raw pixels (``digits``) and after ``PCA(30)``; generated
-sets (``moons`` and ``circles``, standardised; ``blobs``: eight round blobs in
-5 dimensions; ``stretched_blobs``: five blobs of unequal spread, linearly
-sheared; ``noisy_blobs``: six blobs in 10 dimensions plus 90 noise features;
-the wide sets, standardised: ``wide_blobs``, eight blobs in 100 dimensions,
-``very_noisy_blobs``, five blobs in 10 dimensions plus 190 noise features, and
-``classification``, scikit-learn's ``make_classification`` in 120 features);
+The panel: scikit-learn's tables (iris, wine, breast cancer); the digits as
+64 raw pixels (``digits``) and after ``PCA(30)``; generated sets (``moons``
+and ``circles``; ``blobs``: eight round blobs in 5 dimensions;
+``stretched_blobs``: five blobs of unequal spread, linearly sheared;
+``noisy_blobs``: six blobs in 10 dimensions plus 90 noise features; the wide
+sets: ``wide_blobs``, eight blobs in 100 dimensions, ``very_noisy_blobs``,
+five blobs in 10 dimensions plus 190 noise features, and ``classification``,
+scikit-learn's ``make_classification`` in 120 features), the tables and the
+generated sets standardised (``StandardScaler``);
 and all 70,000 MNIST images as flat pixels (``mnist_flat``) and after
 ``PCA(50)`` (``mnist_pca50``; both read ``../shared/data/mnist.npz``). Each is
 clustered into its number of classes by ``KMeans(n_init=10)`` after the same
