@@ -118,6 +118,9 @@ def check_input(estimator, X, *, reset):
     given_shape = None
     if isinstance(X, np.ndarray):
         X, given_shape = _flatten_images(X)
+        if X.dtype.kind in "biu" and X.dtype.itemsize <= 2:
+            # Exact in float32 (uint8 images): not through a float64 copy.
+            X = X.astype(np.float32)
     X = validate_data(
         estimator,
         X,

