@@ -284,9 +284,15 @@ def test_an_interrupted_fit_stops_its_processes(blobs, tmp_path):
             time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_training, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(blobs)
+    # Python ignores SIGINT where it started ignored (a background job of a
+    # script, as CI may run the suite): Ctrl-C's handler, for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_once_training, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(blobs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     pids = [int(path.stem) for path in tmp_path.glob("*.pid")]
     assert len(pids) == 2
     deadline = time.monotonic() + 15
