@@ -682,18 +682,22 @@ class _Whitening(NamedTuple):
     @torch.no_grad()
     def fit(cls, features: Tensor, n_components: int) -> _Whitening:
         """Fit on ``features`` (n, width); raise TrainingError if they collapsed."""
-        if not bool(torch.isfinite(features).all()):
+        mean = features.mean(dim=0)
+        # A NaN or an infinity in a column reaches its mean: no pass of its own.
+        if not bool(torch.isfinite(mean).all()):
             raise TrainingError(
                 "Training diverged: the network's features are not finite. Try a "
                 "smaller lr or check the input scale."
             )
-        mean = features.mean(dim=0)
+        n = features.shape[0]
         centred = features - mean
-        cov = (centred.T @ centred).double() / max(features.shape[0] - 1, 1)
+        cov = (centred.T @ centred).double() / max(n - 1, 1)
+        # The mean squared norm of the rows, from what is at hand: no float64
+        # copy of the features.
+        scale = float(cov.diagonal().sum() * (n - 1) / n + (mean.double() ** 2).sum())
         eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
         eigenvalues = eigenvalues.flip(0).clamp(min=0)[:n_components]
         eigenvectors = eigenvectors.flip(1)[:, :n_components]
-        scale = float((features.double() ** 2).sum(dim=1).mean())
         if float(eigenvalues.sum()) <= _COLLAPSE_VARIANCE * scale or scale == 0:
             raise TrainingError(
                 "Training collapsed: the network maps every sample to the same "
