@@ -24,9 +24,11 @@ Each ``--variant`` is a comma-separated list of ``name=value`` estimator
 parameters (Python literals, or ``ImageAugmentation(...)`` /
 ``VectorAugmentation(...)``); ``""`` is the defaults. Every variant is fitted
 once per seed on the same data, and the script prints a line per fit and a
-table of median [min, max] over the seeds, next to ``KMeans(10)`` and
-``PCA(k) + KMeans(10)`` on the flat images from the same run (``k`` from
-``--pca``, else 10); the time of a fit covers training and
+table of median [min, max] over the seeds, next to ``KMeans(10)`` on the
+flat images and ``PCA(k) + KMeans(10)`` from the same run: without
+``--pca``, ``PCA(10)`` fitted with the seed inside the row's time; with
+``--pca k``, ``KMeans`` on the variants' own data, whose ``PCA(k)`` is fitted
+once (``random_state=0``) before any timer. The time of a fit covers training and
 the labels (for the autoencoder: ``transform`` and ``KMeans``), not the extra
 score printed with it. ``--flat`` fits on the flat images (vectors of
 pixels) instead of the images. With ``--pca`` it first prints the share of the 10

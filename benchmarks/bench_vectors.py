@@ -231,7 +231,10 @@ def main(argv=None):
     summarise(
         rows, ", ".join(args.sets), device_name(args.device), command_line(), "time"
     )
-    write_json(args.json, rows, sets=args.sets, command=command_line())
+    write_json(
+        args.json, rows, data=", ".join(args.sets), device=device_name(args.device),
+        command=command_line(),
+    )  # fmt: skip
     return rows
 
 

@@ -22,22 +22,34 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="--json files of the runs")
     parser.add_argument("--time-label", default="time")
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="join files whose data or device differ (refused by default)",
+    )
     args = parser.parse_args(argv)
-    rows, metas = [], []
+    rows, metas, seen = [], [], {}
     for file in args.files:
         stored = json.loads(Path(file).read_text())
-        rows += stored["runs"]
-        metas.append(stored["meta"])
-    seen = {}
-    for row in rows:
-        key = (row["method"], row["seed"])
-        if key in seen:
+        meta = stored.get("meta", {})
+        for row in stored["runs"]:
+            key = (row["method"], row["seed"])
+            if key in seen:
+                raise SystemExit(
+                    f"{row['method']!r} ran seed {row['seed']} in {seen[key]} and "
+                    f"in {file}; a table counts each seed once."
+                )
+            seen[key] = file
+            rows.append(row)
+        metas.append(meta)
+    for key in ("data", "device"):
+        values = list(dict.fromkeys(str(m.get(key, "?")) for m in metas))
+        if len(values) > 1 and not args.allow_mixed:
             raise SystemExit(
-                f"{row['method']!r} ran seed {row['seed']} in more than one file; "
-                "a table counts each seed once."
+                f"The files' {key} differ ({'; '.join(values)}); their methods would "
+                "pool into one median. Pass --allow-mixed to join them anyway."
             )
-        seen[key] = row
-    data = "; ".join(dict.fromkeys(str(m.get("data", m.get("sets"))) for m in metas))
+    data = "; ".join(dict.fromkeys(str(m.get("data", "?")) for m in metas))
     device = "; ".join(dict.fromkeys(str(m.get("device", "?")) for m in metas))
     commands = " and ".join(f"`{m.get('command', '?')}`" for m in metas)
     summarise(rows, data, device, commands.strip("`"), args.time_label)

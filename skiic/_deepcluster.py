@@ -692,6 +692,11 @@ class _Whitening(NamedTuple):
         n = features.shape[0]
         centred = features - mean
         cov = (centred.T @ centred).double() / max(n - 1, 1)
+        if not bool(torch.isfinite(cov).all()):  # finite features, squares not
+            raise TrainingError(
+                "Training diverged: the network's features are too large for "
+                "float32. Try a smaller lr or check the input scale."
+            )
         # The mean squared norm of the rows, from what is at hand: no float64
         # copy of the features.
         scale = float(cov.diagonal().sum() * (n - 1) / n + (mean.double() ** 2).sum())

@@ -167,5 +167,12 @@ def test_summarise_joins_runs_over_exact_figures(tmp_path, capsys):
     # the middle two, 0.79301 and 0.79449, average 0.79375; as printed,
     # 0.793 and 0.794, they would average 0.7935, printed 0.793
     assert "| m | 4 | 1.0 | 0.794 [0.790, 0.796] |" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="seed 0 in more than one file"):
+    with pytest.raises(SystemExit, match="ran seed 0 in .*a.json and in .*a.json"):
         summarise.main([first, first])
+    meta = {"data": "other", "device": "cpu", "command": "run c"}
+    runs = [{"method": "m", "seed": 9, "seconds": 1.0, "nmi": 0.5,
+             "matched_accuracy": 0.5}]  # fmt: skip
+    (tmp_path / "c.json").write_text(json.dumps({"meta": meta, "runs": runs}))
+    with pytest.raises(SystemExit, match="data differ"):
+        summarise.main([first, str(tmp_path / "c.json")])
+    assert len(summarise.main([first, str(tmp_path / "c.json"), "--allow-mixed"])) == 3

@@ -475,3 +475,6 @@ def test_whitening_names_features_that_diverged_or_collapsed():
             _Whitening.fit(broken, 8)
     with pytest.raises(TrainingError, match="maps every sample to the same"):
         _Whitening.fit(torch.full((50, 32), 3.0), 8)
+    # Finite, but their squares are not (linalg.eigh failed to converge).
+    with pytest.raises(TrainingError, match="too large for float32"):
+        _Whitening.fit(features * 1e20, 8)
