@@ -175,22 +175,12 @@ def main(argv=None):
         for text, params in zip(variants, settings):
             label = text or "defaults"
             start = time.perf_counter()
-            if args.estimator == "iic":
-                model = IICClustering(
-                    10, device=args.device, random_state=seed, **params
-                )
-                labels = model.fit_predict(X)
-            elif args.estimator == "deepcluster":
-                model = DeepClusterEstimator(
-                    10, device=args.device, random_state=seed, **params
-                )
-                labels = model.fit_predict(X)
-            else:
-                model = AutoEncoderEmbedder(
-                    10, device=args.device, random_state=seed, **params
-                )
+            model = estimator(10, device=args.device, random_state=seed, **params)
+            if args.estimator == "autoencoder":
                 codes = model.fit_transform(X)
                 labels = KMeans(10, n_init=10, random_state=seed).fit_predict(codes)
+            else:
+                labels = model.fit_predict(X)
             seconds = time.perf_counter() - start  # not the extra score's time
             if args.estimator == "iic":
                 extra = {"loss": float(model.loss_)}

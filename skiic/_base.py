@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _data, _device, _distributed, _engine, _selflabel
 from ._validation import (
+    FLOAT32_MAX,
     HasMethods,
     Interval,
     InvalidParameterError,
@@ -647,7 +648,7 @@ def fit_scaling(X, image_shape) -> Scaling:
     variance), which keeps the geometry of, e.g., PCA output. Data whose
     samples are all identical is rejected: nothing can be learned from it.
     """
-    low, high, mean, var = chunked_stats(X)  # (it also rejects NaN and inf)
+    low, high, mean, var = chunked_stats(X)
     if not np.any(var > 0):
         raise ValueError(
             f"All {X.shape[0]} samples of X are identical in float32, the "
@@ -656,11 +657,10 @@ def fit_scaling(X, image_shape) -> Scaling:
         )
     # Images: one range for every pixel; vectors: each feature's own.
     span = float(high.max() - low.min() if image_shape else np.max(high - low))
-    largest = float(np.finfo(np.float32).max)
-    if span > largest:
+    if span > FLOAT32_MAX:
         raise ValueError(
             f"X's values span {span:.3g}, more than float32, the precision skiic "
-            f"trains in, can hold ({largest:.3g}): centring or scaling them "
+            f"trains in, can hold ({FLOAT32_MAX:.3g}): centring or scaling them "
             "would overflow. Rescale X first, e.g. with StandardScaler."
         )
     if image_shape is not None:

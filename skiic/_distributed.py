@@ -470,7 +470,8 @@ def _read_outcome(folder):
     none was kept or it cannot be read back (an exception class that does
     not unpickle: the caller then reports the process's failure itself)."""
     paths = sorted(
-        Path(folder).glob("outcome-*.pt"), key=lambda path: int(path.stem[8:])
+        Path(folder).glob("outcome-*.pt"),
+        key=lambda path: int(path.stem.removeprefix("outcome-")),
     )
     for path in paths:
         try:

@@ -13,6 +13,7 @@ import warnings
 from numbers import Integral
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import _fit_context  # noqa: F401  (re-exported for the estimators)
 from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     HasMethods,
@@ -26,6 +27,7 @@ from sklearn.utils.validation import validate_data
 _CHUNK_ROWS = 8192
 
 __all__ = [
+    "FLOAT32_MAX",
     "HasMethods",
     "Interval",
     "InvalidParameterError",
@@ -40,11 +42,7 @@ __all__ = [
 ]
 
 # Largest magnitude float32 holds: float64 input beyond it would become inf.
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-_NOT_FINITE = (
-    "Input X contains NaN or infinity (scikit-learn's assume_finite=True "
-    "skipped the check that says so at once)."
-)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # A feature that the cast to float32 moves by more than its range over this
 # loses its detail (as if it had fewer than this many levels from min to max).
 _FLOAT32_LEVELS = 2**8
@@ -128,6 +126,11 @@ def check_input(estimator, X, *, reset):
         dtype=[np.float64, np.float32],
         ensure_min_features=1,
     )
+    if get_config()["assume_finite"] and not np.isfinite(X).all():
+        raise ValueError(
+            "Input X contains NaN or infinity (scikit-learn's assume_finite=True "
+            "skipped the check that says so at once)."
+        )
     image_shape = _image_shape(estimator, given_shape, X.shape[1], reset)
     _check_float32_range(X)
     X32 = np.ascontiguousarray(X, dtype=np.float32)
@@ -212,13 +215,10 @@ def _check_float32_range(X):
     """Reject values that float32, the type skiic trains in, cannot hold."""
     if X.dtype == np.float64 and X.size:
         largest = float(np.abs(X).max())
-        if not np.isfinite(largest):
-            # Only where scikit-learn's own check was skipped (assume_finite).
-            raise ValueError(_NOT_FINITE)
-        if largest > _FLOAT32_MAX:
+        if largest > FLOAT32_MAX:
             raise ValueError(
                 f"X holds values up to {largest:.3g} in magnitude, beyond float32's "
-                f"range ({_FLOAT32_MAX:.3g}); skiic trains in float32, where they "
+                f"range ({FLOAT32_MAX:.3g}); skiic trains in float32, where they "
                 "would become infinite. Rescale X first, e.g. with StandardScaler."
             )
 
@@ -356,9 +356,6 @@ def chunked_stats(X):
     count, mean, m2 = 0, None, None
     for start in range(0, X.shape[0], _CHUNK_ROWS):
         chunk = np.asarray(X[start : start + _CHUNK_ROWS], dtype=np.float32)
-        if not np.isfinite(chunk).all():
-            # Only where scikit-learn's own check was skipped (assume_finite).
-            raise ValueError(_NOT_FINITE)
         chunk = chunk.astype(np.float64)
         if low is None:
             low, high = chunk.min(axis=0), chunk.max(axis=0)

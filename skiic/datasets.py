@@ -95,21 +95,10 @@ def load_mnist(path, *, split="all", n_samples=None, random_state=None):
             if missing:
                 raise ValueError(f"{path} lacks the arrays {sorted(missing)}.")
             arrays = [(data[f"X_{p}"], data[f"y_{p}"]) for p in parts]
-    for number, (part, (images, digits)) in enumerate(zip(parts, arrays)):
-        digits = np.asarray(digits)
-        if digits.ndim == 2 and digits.shape[1] == 1:
-            digits = digits[:, 0]  # a column of labels
-        if digits.ndim != 1:
-            raise ValueError(
-                f"{path}: the {part} labels have shape {digits.shape}; expected "
-                "one label per image."
-            )
-        if len(images) != len(digits):
-            raise ValueError(
-                f"{path} holds {len(images)} {part} images but {len(digits)} "
-                f"{part} labels."
-            )
-        arrays[number] = (images, digits)
+    arrays = [
+        (images, _labels_of(images, digits, path, part))
+        for part, (images, digits) in zip(parts, arrays)
+    ]
     X = np.concatenate([a[0] for a in arrays])
     y = np.concatenate([a[1] for a in arrays]).astype(np.int64)
     if X.ndim == 4 and X.shape[1] != 1 and X.shape[-1] == 1:
@@ -129,6 +118,23 @@ def load_mnist(path, *, split="all", n_samples=None, random_state=None):
         keep = np.sort(rng.choice(len(X), n_samples, replace=False))
         X, y = X[keep], y[keep]
     return X, y
+
+
+def _labels_of(images, digits, path, part):
+    """One label per image: a column of labels flattened, anything else named."""
+    digits = np.asarray(digits)
+    if digits.ndim == 2 and digits.shape[1] == 1:
+        digits = digits[:, 0]
+    if digits.ndim != 1:
+        raise ValueError(
+            f"{path}: the {part} labels have shape {digits.shape}; expected one "
+            "label per image."
+        )
+    if len(images) != len(digits):
+        raise ValueError(
+            f"{path} holds {len(images)} {part} images but {len(digits)} {part} labels."
+        )
+    return digits
 
 
 def load_idx(path):
